@@ -1,0 +1,16 @@
+//! council-digest: polls UK councils' committee systems, ranks councils by subscriber demand,
+//! and mails residents and professionals a weekly digest of what their councils will decide.
+//!
+//! Dependencies point inward: `domain` depends on nothing; `store`, `sources`, `ranking`,
+//! `digest` and `mail` depend on `domain`; only the entry points (`cli`, `daemon`, `web`
+//! handlers, scheduled jobs) wire the parts together.
+
+pub mod cli;
+pub mod clock;
+pub mod daemon;
+pub mod domain;
+pub mod registry;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
