@@ -38,3 +38,22 @@ pub async fn open_synced_store(settings: &Settings, clock: Clock) -> anyhow::Res
     );
     Ok(store)
 }
+
+/// The key that signs links in e-mails: `tokens.signing_key`, or a key file beside the SQLite
+/// database (`data/signing-key` otherwise), created on first run.
+pub fn signing_key(settings: &Settings) -> anyhow::Result<crate::tokens::SigningKey> {
+    let key_file = settings
+        .sqlite_path()
+        .and_then(|db| db.parent().map(|dir| dir.join("signing-key")))
+        .unwrap_or_else(|| std::path::PathBuf::from("data/signing-key"));
+    crate::tokens::SigningKey::from_settings_or_file(
+        settings.tokens.signing_key.expose_secret(),
+        &key_file,
+    )
+    .with_context(|| {
+        format!(
+            "tokens.signing_key is empty and {} cannot be used",
+            key_file.display()
+        )
+    })
+}

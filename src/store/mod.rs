@@ -6,6 +6,7 @@
 //! knows nothing of HTTP, SMTP or templates.
 
 pub mod councils;
+pub mod deliveries;
 pub mod testing;
 
 use std::time::Duration;
@@ -104,7 +105,7 @@ impl Store {
 
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(15))
+            .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
