@@ -1,0 +1,1 @@
+//! The web server: council status pages, subscription flows, meeting and digest pages.
