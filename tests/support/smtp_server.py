@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""A real SMTP server on loopback for council-digest's tests, built on aiosmtpd.
+
+Started by tests/support/smtp.rs; not meant to be run by hand, though it can be:
+
+    /usr/bin/python3 tests/support/smtp_server.py --mode accept --dir /tmp/inbox
+
+It binds 127.0.0.1 on a free port, prints `PORT <n>` on stdout once it listens, and then
+serves until killed. Every accepted message is saved as `<dir>/<seq>.eml` (the raw bytes of
+DATA) with `<dir>/<seq>.json` beside it (envelope sender and recipients); both are written to a
+temporary name and renamed, so a reader never sees half a file. Every DATA attempt, whatever
+its outcome, is appended as one line to `<dir>/events.log`: `<outcome> <recipients>`.
+
+Fault modes (--mode):
+  accept                 250 for every message
+  tempfail-first         451 on the first attempt of each message, then 250
+  reject                 550 for every message
+  drop-first             drop the connection after DATA, before replying, on the first attempt
+                         of each message; then 250
+  drop                   always drop the connection after DATA, before replying
+  silent-first           go silent after DATA (never reply, keep the socket open) on the first
+                         attempt of each message; then 250
+  silent                 always go silent after DATA
+  never-greet            accept TCP connections and never send the greeting
+
+A message is identified by its envelope recipients and its Subject header, so that a retry of
+the same delivery counts as the same message even if it was rendered again.
+"""
+
+import argparse
+import asyncio
+import email.parser
+import json
+import os
+import socket
+import sys
+
+MODES = (
+    "accept",
+    "tempfail-first",
+    "reject",
+    "drop-first",
+    "drop",
+    "silent-first",
+    "silent",
+    "never-greet",
+)
+
+
+class Inbox:
+    def __init__(self, directory):
+        self.directory = directory
+        self.sequence = 0
+        self.seen = set()
+
+    def event(self, outcome, envelope):
+        line = "%s %s\n" % (outcome, ",".join(envelope.rcpt_tos))
+        with open(os.path.join(self.directory, "events.log"), "a", encoding="utf-8") as log:
+            log.write(line)
+            log.flush()
+
+    def first_attempt(self, envelope):
+        """Whether this is the first time this message was offered."""
+        headers = email.parser.BytesHeaderParser().parsebytes(envelope.original_content or b"")
+        key = (tuple(sorted(envelope.rcpt_tos)), str(headers.get("Subject", "")))
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+    def save(self, envelope):
+        self.sequence += 1
+        stem = os.path.join(self.directory, "%08d" % self.sequence)
+        meta = {"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos)}
+        for suffix, data in ((".json", json.dumps(meta).encode()),
+                             (".eml", envelope.original_content or b"")):
+            temporary = stem + suffix + ".part"
+            with open(temporary, "wb") as out:
+                out.write(data)
+            os.replace(temporary, stem + suffix)
+
+
+class FaultyHandler:
+    def __init__(self, mode, inbox):
+        self.mode = mode
+        self.inbox = inbox
+
+    async def handle_DATA(self, server, session, envelope):
+        mode = self.mode
+        first = self.inbox.first_attempt(envelope)
+        if mode == "reject":
+            self.inbox.event("rejected-550", envelope)
+            return "550 5.7.1 Mailbox unavailable (test fault)"
+        if mode == "tempfail-first" and first:
+            self.inbox.event("deferred-451", envelope)
+            return "451 4.3.0 Try again later (test fault)"
+        if mode == "drop" or (mode == "drop-first" and first):
+            self.inbox.event("dropped", envelope)
+            server.transport.abort()
+            raise ConnectionResetError("test fault: connection dropped during DATA")
+        if mode == "silent" or (mode == "silent-first" and first):
+            self.inbox.event("silent", envelope)
+            await asyncio.Event().wait()
+        self.inbox.save(envelope)
+        self.inbox.event("accepted", envelope)
+        return "250 2.0.0 OK: queued as %08d" % self.inbox.sequence
+
+
+async def never_greet(reader, writer):
+    # Hold the connection open and say nothing until the client gives up.
+    await reader.read()
+    writer.close()
+
+
+async def serve(mode, directory):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    loop = asyncio.get_running_loop()
+    if mode == "never-greet":
+        server = await asyncio.start_server(never_greet, sock=listener)
+    else:
+        from aiosmtpd.smtp import SMTP
+
+        handler = FaultyHandler(mode, Inbox(directory))
+        server = await loop.create_server(
+            lambda: SMTP(handler, decode_data=False, hostname="smtp.test",
+                         data_size_limit=64 * 1024 * 1024, timeout=600),
+            sock=listener,
+        )
+    print("PORT %d" % listener.getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=MODES, default="accept")
+    parser.add_argument("--dir", required=True)
+    args = parser.parse_args()
+    if args.mode != "never-greet":
+        try:
+            import aiosmtpd.smtp  # noqa: F401
+        except ImportError:
+            print("ERROR aiosmtpd is missing: apt-get install -y python3-aiosmtpd",
+                  flush=True)
+            sys.exit(2)
+    os.makedirs(args.dir, exist_ok=True)
+    asyncio.run(serve(args.mode, args.dir))
+
+
+if __name__ == "__main__":
+    main()
