@@ -7,6 +7,8 @@
 
 pub mod councils;
 pub mod deliveries;
+pub mod meetings;
+pub mod sources;
 pub mod testing;
 
 use std::time::Duration;
