@@ -1,0 +1,569 @@
+//! Well-formed messages: multipart/alternative (text, then HTML), From, Reply-To, Date,
+//! Message-ID and List-Id on every message; on digests and notices also `List-Unsubscribe`
+//! (an https URL and, when configured, a mailto) with `List-Unsubscribe-Post:
+//! List-Unsubscribe=One-Click` (RFC 8058). The confirmation e-mail has no one-click header:
+//! there is no subscription to leave yet.
+//!
+//! lettre encodes non-ASCII header text per RFC 2047 and folds long headers, so no header line
+//! exceeds 998 octets. Messages are rendered when they are sent; nothing rendered is stored.
+
+use std::sync::Arc;
+
+use lettre::Message;
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+use lettre::message::header::{Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::clock::Clock;
+use crate::digest::contents::DigestContents;
+use crate::digest::view::{DigestLinks, digest_view};
+use crate::domain::EmailAddress;
+use crate::mail::MailError;
+use crate::mail::templates::{MailTemplate, RenderedParts, Renderer};
+use crate::settings::Settings;
+use crate::store::councils::Council;
+use crate::store::{StepContext, Store};
+use crate::tokens::{LinkPurpose, SigningKey};
+
+/// What every message needs from the settings, prepared once.
+#[derive(Clone)]
+pub struct MailContext {
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    /// The List-Id identifier, without angle brackets.
+    pub list_id: String,
+    /// `web.base_url` without a trailing slash.
+    pub base_url: String,
+    pub unsubscribe_mailto: Option<EmailAddress>,
+    pub signing_key: SigningKey,
+    pub dkim: Option<Arc<DkimConfig>>,
+    /// The right-hand side of Message-IDs: the sender's domain.
+    pub message_id_domain: String,
+    pub confirmation_ttl_hours: u32,
+    /// The time put in Date headers.
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for MailContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailContext")
+            .field("from", &self.from.email.domain())
+            .field("list_id", &self.list_id)
+            .field("base_url", &self.base_url)
+            .field("dkim", &self.dkim.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MailContext {
+    /// Prepares the sender, list headers and DKIM key named by the settings.
+    pub fn new(
+        settings: &Settings,
+        signing_key: SigningKey,
+        clock: Clock,
+    ) -> Result<MailContext, MailError> {
+        let mail = &settings.mail;
+        let from: Mailbox = mail.from.parse().map_err(|err| MailError::Address {
+            field: "mail.from",
+            detail: format!("{err}"),
+        })?;
+        let reply_to = match mail.reply_to.trim() {
+            "" => None,
+            raw => Some(raw.parse::<Mailbox>().map_err(|err| MailError::Address {
+                field: "mail.reply_to",
+                detail: format!("{err}"),
+            })?),
+        };
+        let unsubscribe_mailto = match mail.unsubscribe_mailto.trim() {
+            "" => None,
+            raw => Some(
+                raw.parse::<EmailAddress>()
+                    .map_err(|err| MailError::Address {
+                        field: "mail.unsubscribe_mailto",
+                        detail: err.to_string(),
+                    })?,
+            ),
+        };
+        let dkim = load_dkim(settings)?.map(Arc::new);
+        Ok(MailContext {
+            message_id_domain: from.email.domain().to_owned(),
+            from,
+            reply_to,
+            list_id: mail.list_id.trim().to_owned(),
+            base_url: settings.web.base_url.trim_end_matches('/').to_owned(),
+            unsubscribe_mailto,
+            signing_key,
+            dkim,
+            confirmation_ttl_hours: settings.tokens.confirmation_ttl_hours,
+            clock,
+        })
+    }
+
+    /// The web page that unsubscribes (and accepts the one-click POST).
+    pub fn unsubscribe_url(&self, subscriber_id: i64) -> String {
+        let token = self
+            .signing_key
+            .sign(LinkPurpose::Unsubscribe, &subscriber_id.to_string());
+        format!("{}/unsubscribe/{token}", self.base_url)
+    }
+
+    pub fn preferences_url(&self, subscriber_id: i64) -> String {
+        let token = self
+            .signing_key
+            .sign(LinkPurpose::Preferences, &subscriber_id.to_string());
+        format!("{}/preferences/{token}", self.base_url)
+    }
+
+    /// The web view of a digest, `/digests/{token}`.
+    pub fn digest_url(&self, digest_id: i64) -> String {
+        let token = self
+            .signing_key
+            .sign(LinkPurpose::DigestView, &digest_id.to_string());
+        format!("{}/digests/{token}", self.base_url)
+    }
+
+    /// A council's page, where limited councils can be requested.
+    pub fn council_url(&self, council: &Council) -> String {
+        format!("{}/councils/{}", self.base_url, council.slug)
+    }
+
+    /// The links a digest for `subscriber_id` carries.
+    pub fn digest_links(&self, subscriber_id: i64, digest_id: Option<i64>) -> DigestLinks {
+        DigestLinks {
+            unsubscribe_url: self.unsubscribe_url(subscriber_id),
+            preferences_url: self.preferences_url(subscriber_id),
+            web_view_url: digest_id.map(|id| self.digest_url(id)),
+            base_url: self.base_url.clone(),
+        }
+    }
+
+    /// `List-Unsubscribe` value: the https form first, then the mailto form when configured.
+    fn list_unsubscribe(&self, subscriber_id: i64) -> String {
+        let url = self.unsubscribe_url(subscriber_id);
+        match &self.unsubscribe_mailto {
+            Some(mailto) => format!("<{url}>, <mailto:{mailto}?subject=unsubscribe>"),
+            None => format!("<{url}>"),
+        }
+    }
+}
+
+/// Reads the DKIM key when all three `mail.dkim_*` settings are set.
+fn load_dkim(settings: &Settings) -> Result<Option<DkimConfig>, MailError> {
+    let mail = &settings.mail;
+    let (selector, domain, key_file) = (
+        mail.dkim_selector.trim(),
+        mail.dkim_domain.trim(),
+        mail.dkim_private_key_file.trim(),
+    );
+    if selector.is_empty() && domain.is_empty() && key_file.is_empty() {
+        return Ok(None);
+    }
+    if selector.is_empty() || domain.is_empty() || key_file.is_empty() {
+        return Err(MailError::Dkim(
+            "mail.dkim_selector, mail.dkim_domain and mail.dkim_private_key_file must be set \
+             together"
+                .to_owned(),
+        ));
+    }
+    let pem = std::fs::read_to_string(key_file)
+        .map_err(|err| MailError::Dkim(format!("mail.dkim_private_key_file {key_file}: {err}")))?;
+    let key = dkim_key_from_text(&pem).map_err(|detail| {
+        MailError::Dkim(format!("mail.dkim_private_key_file {key_file}: {detail}"))
+    })?;
+    let headers = [
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "Reply-To",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "MIME-Version",
+        "Content-Type",
+    ]
+    .into_iter()
+    .map(HeaderName::new_from_ascii_str)
+    .collect();
+    Ok(Some(DkimConfig::new(
+        selector.to_owned(),
+        domain.to_owned(),
+        key,
+        headers,
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    )))
+}
+
+/// An RSA key in PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`), or an Ed25519 key as the base64 of its
+/// 32-byte seed (optionally between PEM-style armour lines).
+fn dkim_key_from_text(text: &str) -> Result<DkimSigningKey, String> {
+    if text.contains("BEGIN RSA PRIVATE KEY") {
+        return DkimSigningKey::new(text, DkimSigningAlgorithm::Rsa)
+            .map_err(|err| format!("not a PKCS#1 RSA private key: {err}"));
+    }
+    if text.contains("BEGIN PRIVATE KEY") {
+        return Err(
+            "a PKCS#8 key; convert an RSA key with `openssl rsa -traditional`, or give an \
+             Ed25519 key as the base64 of its 32-byte seed"
+                .to_owned(),
+        );
+    }
+    let body: String = text
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .concat();
+    DkimSigningKey::new(body.trim(), DkimSigningAlgorithm::Ed25519)
+        .map_err(|err| format!("not an Ed25519 seed in base64: {err}"))
+}
+
+/// `List-Id: <weekly.council-digest.example>`.
+#[derive(Debug, Clone)]
+struct ListId(String);
+
+impl Header for ListId {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Id")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListId(s.to_owned()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `List-Unsubscribe: <https://...>, <mailto:...>` (RFC 2369).
+#[derive(Debug, Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribe(s.to_owned()))
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+#[derive(Debug, Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribePost)
+    }
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_owned())
+    }
+}
+
+/// A message ready for a transport, with what the ledger records of it.
+#[derive(Debug, Clone)]
+pub struct RenderedMessage {
+    pub message: Message,
+    pub to: EmailAddress,
+    /// The Message-ID header value, angle brackets included.
+    pub message_id: String,
+}
+
+/// Puts rendered parts into a message with the standard headers.
+fn assemble(
+    ctx: &MailContext,
+    to: &EmailAddress,
+    parts: RenderedParts,
+    message_id: &str,
+    unsubscribe_for: Option<i64>,
+) -> Result<Message, MailError> {
+    let recipient: Mailbox = to.as_str().parse().map_err(|err| MailError::Address {
+        field: "recipient",
+        detail: format!("{err}"),
+    })?;
+    let mut builder = Message::builder()
+        .from(ctx.from.clone())
+        .to(recipient)
+        .subject(parts.subject)
+        .date(std::time::SystemTime::from(ctx.clock.now()))
+        .message_id(Some(message_id.to_owned()))
+        .header(ListId(format!("<{}>", ctx.list_id)));
+    if let Some(reply_to) = &ctx.reply_to {
+        builder = builder.reply_to(reply_to.clone());
+    }
+    if let Some(subscriber_id) = unsubscribe_for {
+        builder = builder
+            .header(ListUnsubscribe(ctx.list_unsubscribe(subscriber_id)))
+            .header(ListUnsubscribePost);
+    }
+    let mut message =
+        builder.multipart(MultiPart::alternative_plain_html(parts.text, parts.html))?;
+    if let Some(dkim) = &ctx.dkim {
+        message.sign(dkim);
+    }
+    Ok(message)
+}
+
+/// A Message-ID that stays the same when the same delivery is rendered again for a retry.
+fn delivery_message_id(ctx: &MailContext, kind: &str, delivery_id: i64, key: &str) -> String {
+    let digest = Sha256::digest(format!("{}\0{key}", ctx.list_id).as_bytes());
+    format!(
+        "<{kind}.{delivery_id}.{}@{}>",
+        hex::encode(&digest[..8]),
+        ctx.message_id_domain
+    )
+}
+
+fn fresh_message_id(ctx: &MailContext, kind: &str) -> String {
+    format!(
+        "<{kind}.{}@{}>",
+        crate::tokens::random_token(),
+        ctx.message_id_domain
+    )
+}
+
+#[derive(Serialize)]
+struct CouncilModel<'a> {
+    name: &'a str,
+    slug: &'a str,
+}
+
+impl<'a> CouncilModel<'a> {
+    fn of(council: &'a Council) -> CouncilModel<'a> {
+        CouncilModel {
+            name: &council.name,
+            slug: council.slug.as_str(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ConfirmationModel<'a> {
+    council: CouncilModel<'a>,
+    confirm_url: &'a str,
+    expires_hours: u32,
+    links: Option<DigestLinks>,
+}
+
+/// The double opt-in e-mail for a pending subscription. It carries no List-Unsubscribe.
+pub fn confirmation_message(
+    ctx: &MailContext,
+    renderer: &Renderer,
+    to: &EmailAddress,
+    council: &Council,
+    confirm_url: &str,
+) -> Result<Message, MailError> {
+    let model = ConfirmationModel {
+        council: CouncilModel::of(council),
+        confirm_url,
+        expires_hours: ctx.confirmation_ttl_hours,
+        links: None,
+    };
+    let parts = renderer.render(MailTemplate::Confirmation, &model)?;
+    assemble(ctx, to, parts, &fresh_message_id(ctx, "confirm"), None)
+}
+
+#[derive(Serialize)]
+struct RequestAckModel<'a> {
+    council: CouncilModel<'a>,
+    requester_name: Option<&'a str>,
+    council_url: String,
+    links: Option<DigestLinks>,
+}
+
+/// The acknowledgement of a professional's request to enable a council.
+pub fn request_ack_message(
+    ctx: &MailContext,
+    renderer: &Renderer,
+    to: &EmailAddress,
+    council: &Council,
+    requester_name: Option<&str>,
+) -> Result<Message, MailError> {
+    let model = RequestAckModel {
+        council: CouncilModel::of(council),
+        requester_name: requester_name.map(str::trim).filter(|n| !n.is_empty()),
+        council_url: ctx.council_url(council),
+        links: None,
+    };
+    let parts = renderer.render(MailTemplate::RequestAck, &model)?;
+    assemble(ctx, to, parts, &fresh_message_id(ctx, "request"), None)
+}
+
+#[derive(Serialize)]
+struct SupportNoticeModel<'a> {
+    council: CouncilModel<'a>,
+    council_url: String,
+    links: DigestLinks,
+}
+
+/// One row of the ledger, as the renderer needs it.
+struct DeliveryRow {
+    dedupe_key: String,
+    kind: String,
+    subscriber_id: Option<i64>,
+    digest_id: Option<i64>,
+    payload: String,
+}
+
+async fn delivery_row(store: &Store, delivery_id: i64) -> Result<DeliveryRow, MailError> {
+    let row = sqlx::query(
+        "SELECT dedupe_key, kind, subscriber_id, digest_id, payload FROM deliveries WHERE id = $1",
+    )
+    .bind(delivery_id)
+    .fetch_optional(store.pool())
+    .await
+    .step("read a delivery to render")?
+    .ok_or_else(|| MailError::NotFound(format!("delivery {delivery_id}")))?;
+    let decode = |err: sqlx::Error| MailError::Corrupt {
+        what: format!("delivery {delivery_id}"),
+        detail: err.to_string(),
+    };
+    Ok(DeliveryRow {
+        dedupe_key: row.try_get("dedupe_key").map_err(decode)?,
+        kind: row.try_get("kind").map_err(decode)?,
+        subscriber_id: row.try_get("subscriber_id").map_err(decode)?,
+        digest_id: row.try_get("digest_id").map_err(decode)?,
+        payload: row.try_get("payload").map_err(decode)?,
+    })
+}
+
+/// The address of a subscriber that can still be written to.
+async fn subscriber_address(store: &Store, subscriber_id: i64) -> Result<EmailAddress, MailError> {
+    let row = sqlx::query("SELECT email FROM subscribers WHERE id = $1")
+        .bind(subscriber_id)
+        .fetch_optional(store.pool())
+        .await
+        .step("read a subscriber's address")?
+        .ok_or_else(|| MailError::NotFound(format!("subscriber {subscriber_id}")))?;
+    let email: Option<String> = row.try_get("email").step("decode a subscriber's address")?;
+    let email = email
+        .ok_or_else(|| MailError::NotFound(format!("the address of subscriber {subscriber_id}")))?;
+    email
+        .parse()
+        .map_err(|err: crate::domain::ParseError| MailError::Corrupt {
+            what: format!("subscriber {subscriber_id}"),
+            detail: err.to_string(),
+        })
+}
+
+/// A stored digest: its subscriber and what it included.
+pub(crate) async fn stored_digest(
+    store: &Store,
+    digest_id: i64,
+) -> Result<(Option<i64>, DigestContents), MailError> {
+    let row = sqlx::query("SELECT subscriber_id, contents FROM digests WHERE id = $1")
+        .bind(digest_id)
+        .fetch_optional(store.pool())
+        .await
+        .step("read a digest")?
+        .ok_or_else(|| MailError::NotFound(format!("digest {digest_id}")))?;
+    let subscriber_id: Option<i64> = row.try_get("subscriber_id").step("decode a digest")?;
+    let contents: String = row.try_get("contents").step("decode a digest")?;
+    let contents = serde_json::from_str(&contents).map_err(|err| MailError::Corrupt {
+        what: format!("digest {digest_id}"),
+        detail: err.to_string(),
+    })?;
+    Ok((subscriber_id, contents))
+}
+
+/// Renders the message of one queued delivery for its subscriber, as it stands now.
+///
+/// Kinds: `digest` (with `digest_id`), and the notices `promoted` / `demoted` (payload
+/// `{"council_id": N}`).
+pub async fn render_delivery(
+    store: &Store,
+    _settings: &Settings,
+    renderer: &Renderer,
+    ctx: &MailContext,
+    delivery_id: i64,
+) -> Result<RenderedMessage, MailError> {
+    let row = delivery_row(store, delivery_id).await?;
+    let subscriber_id = row
+        .subscriber_id
+        .ok_or_else(|| MailError::NotFound(format!("the subscriber of delivery {delivery_id}")))?;
+    let to = subscriber_address(store, subscriber_id).await?;
+    let message_id = delivery_message_id(ctx, &row.kind, delivery_id, &row.dedupe_key);
+
+    let parts = match row.kind.as_str() {
+        "digest" => {
+            let digest_id = row.digest_id.ok_or_else(|| {
+                MailError::NotFound(format!("the digest of delivery {delivery_id}"))
+            })?;
+            let (_, contents) = stored_digest(store, digest_id).await?;
+            let view = digest_view(&contents, ctx.digest_links(subscriber_id, Some(digest_id)));
+            renderer.render(MailTemplate::Digest, &view)?
+        }
+        kind @ ("promoted" | "demoted") => {
+            let payload: serde_json::Value =
+                serde_json::from_str(&row.payload).map_err(|err| MailError::Corrupt {
+                    what: format!("payload of delivery {delivery_id}"),
+                    detail: err.to_string(),
+                })?;
+            let council_id = payload["council_id"]
+                .as_i64()
+                .ok_or_else(|| MailError::Corrupt {
+                    what: format!("payload of delivery {delivery_id}"),
+                    detail: "no council_id".to_owned(),
+                })?;
+            let council = store.council_by_id(council_id).await?;
+            let model = SupportNoticeModel {
+                council: CouncilModel::of(&council),
+                council_url: ctx.council_url(&council),
+                links: ctx.digest_links(subscriber_id, None),
+            };
+            let template = if kind == "promoted" {
+                MailTemplate::Promoted
+            } else {
+                MailTemplate::Demoted
+            };
+            renderer.render(template, &model)?
+        }
+        other => {
+            return Err(MailError::Corrupt {
+                what: format!("delivery {delivery_id}"),
+                detail: format!("unknown kind `{other}`"),
+            });
+        }
+    };
+    let message = assemble(ctx, &to, parts, &message_id, Some(subscriber_id))?;
+    Ok(RenderedMessage {
+        message,
+        to,
+        message_id,
+    })
+}
+
+/// Renders a digest's e-mail from its contents without a stored delivery (dry runs).
+pub fn digest_message(
+    ctx: &MailContext,
+    renderer: &Renderer,
+    to: &EmailAddress,
+    subscriber_id: i64,
+    digest_id: Option<i64>,
+    contents: &DigestContents,
+) -> Result<RenderedMessage, MailError> {
+    let view = digest_view(contents, ctx.digest_links(subscriber_id, digest_id));
+    let parts = renderer.render(MailTemplate::Digest, &view)?;
+    let message_id = fresh_message_id(ctx, "digest");
+    let message = assemble(ctx, to, parts, &message_id, Some(subscriber_id))?;
+    Ok(RenderedMessage {
+        message,
+        to: to.clone(),
+        message_id,
+    })
+}
