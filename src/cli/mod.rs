@@ -2,6 +2,10 @@
 
 mod config_cmd;
 mod councils;
+mod promote;
+mod rank;
+mod requests;
+mod subscribers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +47,16 @@ pub enum Command {
     /// The council registry and support levels.
     #[command(subcommand)]
     Councils(councils::CouncilsCommand),
+    /// Subscribers: add, list, remove, export and erase.
+    #[command(subcommand)]
+    Subscribers(subscribers::SubscribersCommand),
+    /// The demand ranking of limited councils.
+    Rank(rank::RankArgs),
+    /// Run the promotion job now (or show what it would do).
+    Promote(promote::PromoteArgs),
+    /// Enablement requests: list, approve, reject.
+    #[command(subcommand)]
+    Requests(requests::RequestsCommand),
 }
 
 /// Runs one command and turns its outcome into the process exit code.
@@ -97,6 +111,10 @@ async fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Councils(command) => councils::run(command, &settings).await,
+        Command::Subscribers(command) => subscribers::run(command, &settings).await,
+        Command::Rank(args) => rank::run(args, &settings).await,
+        Command::Promote(args) => promote::run(args, &settings).await,
+        Command::Requests(command) => requests::run(command, &settings).await,
         Command::Config(_) => Ok(ExitCode::SUCCESS),
     }
 }

@@ -37,10 +37,10 @@ pub struct SyncReport {
     pub sources_retired: u64,
 }
 
-const COUNCIL_COLUMNS: &str = "id, slug, name, gss_code, nation, council_type, platform, \
-                               base_url, support, support_pinned, support_changed_at";
+pub(crate) const COUNCIL_COLUMNS: &str = "id, slug, name, gss_code, nation, council_type, \
+     platform, base_url, support, support_pinned, support_changed_at";
 
-fn council_from_row(row: &AnyRow) -> Result<Council, sqlx::Error> {
+pub(crate) fn council_from_row(row: &AnyRow) -> Result<Council, sqlx::Error> {
     let decode = |column: &str, err: crate::domain::ParseError| sqlx::Error::ColumnDecode {
         index: column.to_owned(),
         source: Box::new(err),

@@ -8,7 +8,10 @@
 pub mod councils;
 pub mod deliveries;
 pub mod meetings;
+pub mod ranking;
+pub mod requests;
 pub mod sources;
+pub mod subscribers;
 pub mod testing;
 
 use std::time::Duration;
