@@ -7,6 +7,8 @@
 
 pub mod councils;
 pub mod deliveries;
+pub mod jobs;
+pub mod ledger;
 pub mod meetings;
 pub mod ranking;
 pub mod requests;

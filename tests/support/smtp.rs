@@ -105,6 +105,12 @@ impl SmtpServer {
     /// connections. Panics with the reason when it cannot start (for example, aiosmtpd
     /// missing).
     pub fn start(mode: FaultMode) -> SmtpServer {
+        SmtpServer::start_with(mode, None)
+    }
+
+    /// Like [`SmtpServer::start`]; with `idle_timeout` the server closes a connection that has
+    /// been idle that long, as real servers do (see [`SmtpServer::connections_closed`]).
+    pub fn start_with(mode: FaultMode, idle_timeout: Option<Duration>) -> SmtpServer {
         let dir = tempfile::tempdir().expect("create a folder for the test SMTP server");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
         let inbox = dir.path().join("inbox");
@@ -114,6 +120,8 @@ impl SmtpServer {
             .arg(mode.as_arg())
             .arg("--dir")
             .arg(&inbox)
+            .arg("--idle-timeout")
+            .arg(idle_timeout.map_or(600.0, |t| t.as_secs_f64()).to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
@@ -220,6 +228,21 @@ impl SmtpServer {
 
     /// Every DATA attempt so far, whatever its outcome.
     pub fn events(&self) -> Vec<Event> {
+        self.log_entries()
+            .into_iter()
+            .filter(|event| event.outcome != "closed")
+            .collect()
+    }
+
+    /// How many connections have ended so far (either side closing them).
+    pub fn connections_closed(&self) -> usize {
+        self.log_entries()
+            .iter()
+            .filter(|event| event.outcome == "closed")
+            .count()
+    }
+
+    fn log_entries(&self) -> Vec<Event> {
         std::fs::read_to_string(self.inbox().join("events.log"))
             .unwrap_or_default()
             .lines()

@@ -9,7 +9,11 @@ It binds 127.0.0.1 on a free port, prints `PORT <n>` on stdout once it listens, 
 serves until killed. Every accepted message is saved as `<dir>/<seq>.eml` (the raw bytes of
 DATA) with `<dir>/<seq>.json` beside it (envelope sender and recipients); both are written to a
 temporary name and renamed, so a reader never sees half a file. Every DATA attempt, whatever
-its outcome, is appended as one line to `<dir>/events.log`: `<outcome> <recipients>`.
+its outcome, is appended as one line to `<dir>/events.log`: `<outcome> <recipients>`; each
+connection's end is logged there too, as `closed` with no recipients.
+
+--idle-timeout SECONDS makes the server close a connection that has been idle that long (as real
+servers do), which shows whether a client's pooled connection is replaced.
 
 Fault modes (--mode):
   accept                 250 for every message
@@ -54,7 +58,9 @@ class Inbox:
         self.seen = set()
 
     def event(self, outcome, envelope):
-        line = "%s %s\n" % (outcome, ",".join(envelope.rcpt_tos))
+        self.log_line("%s %s\n" % (outcome, ",".join(envelope.rcpt_tos)))
+
+    def log_line(self, line):
         with open(os.path.join(self.directory, "events.log"), "a", encoding="utf-8") as log:
             log.write(line)
             log.flush()
@@ -112,7 +118,19 @@ async def never_greet(reader, writer):
     writer.close()
 
 
-async def serve(mode, directory):
+def logging_smtp(handler, inbox, idle_timeout):
+    from aiosmtpd.smtp import SMTP
+
+    class LoggingSMTP(SMTP):
+        def connection_lost(self, error):
+            inbox.log_line("closed \n")
+            super().connection_lost(error)
+
+    return LoggingSMTP(handler, decode_data=False, hostname="smtp.test",
+                       data_size_limit=64 * 1024 * 1024, timeout=idle_timeout)
+
+
+async def serve(mode, directory, idle_timeout):
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -121,13 +139,10 @@ async def serve(mode, directory):
     if mode == "never-greet":
         server = await asyncio.start_server(never_greet, sock=listener)
     else:
-        from aiosmtpd.smtp import SMTP
-
-        handler = FaultyHandler(mode, Inbox(directory))
+        inbox = Inbox(directory)
+        handler = FaultyHandler(mode, inbox)
         server = await loop.create_server(
-            lambda: SMTP(handler, decode_data=False, hostname="smtp.test",
-                         data_size_limit=64 * 1024 * 1024, timeout=600),
-            sock=listener,
+            lambda: logging_smtp(handler, inbox, idle_timeout), sock=listener
         )
     print("PORT %d" % listener.getsockname()[1], flush=True)
     async with server:
@@ -138,6 +153,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=MODES, default="accept")
     parser.add_argument("--dir", required=True)
+    parser.add_argument("--idle-timeout", type=float, default=600.0)
     args = parser.parse_args()
     if args.mode != "never-greet":
         try:
@@ -147,7 +163,7 @@ def main():
                   flush=True)
             sys.exit(2)
     os.makedirs(args.dir, exist_ok=True)
-    asyncio.run(serve(args.mode, args.dir))
+    asyncio.run(serve(args.mode, args.dir, args.idle_timeout))
 
 
 if __name__ == "__main__":
