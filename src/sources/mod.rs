@@ -7,5 +7,7 @@
 //! client; `poll` runs one poll of many sources, one transaction per source.
 
 pub mod html;
+pub mod ical;
 pub mod moderngov;
 pub mod uktime;
+pub mod windows_zones;
