@@ -24,6 +24,8 @@ pub enum LinkPurpose {
     Unsubscribe,
     Preferences,
     DigestView,
+    /// The anti-forgery token of a web form, signed over the visitor's random cookie value.
+    FormGuard,
 }
 
 impl LinkPurpose {
@@ -32,6 +34,7 @@ impl LinkPurpose {
             LinkPurpose::Unsubscribe => "unsubscribe",
             LinkPurpose::Preferences => "preferences",
             LinkPurpose::DigestView => "digest-view",
+            LinkPurpose::FormGuard => "form-guard",
         }
     }
 }
