@@ -78,9 +78,30 @@ pub async fn run(
 
 /// Starts the parts of the daemon that run until shutdown.
 async fn start_services(
-    _context: &Context,
-    _tasks: &mut tokio::task::JoinSet<()>,
+    context: &Context,
+    tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<()> {
+    start_web(context, tasks).await?;
+    Ok(())
+}
+
+/// The subscriber web pages, on `web.bind`, until shutdown; a server that fails stops the daemon.
+async fn start_web(context: &Context, tasks: &mut tokio::task::JoinSet<()>) -> anyhow::Result<()> {
+    let settings = context.settings();
+    let listener = tokio::net::TcpListener::bind(&settings.web.bind)
+        .await
+        .with_context(|| format!("web.bind: cannot listen on {}", settings.web.bind))?;
+    let signing_key = crate::startup::signing_key(&settings)?;
+    let state = crate::web::AppState::new(context.store.clone(), settings, signing_key)
+        .context("starting the web server")?;
+    let shutdown = context.shutdown.clone();
+    tasks.spawn(async move {
+        let stopped = shutdown.clone().cancelled_owned();
+        if let Err(err) = crate::web::serve(listener, state, stopped).await {
+            tracing::error!(error = %err, "the web server failed; stopping");
+            shutdown.cancel();
+        }
+    });
     Ok(())
 }
 

@@ -150,7 +150,7 @@ pub async fn render_council(
                 "professionals",
             ),
             "needed": standing.needed,
-            "needed_noun": plural(i64::try_from(standing.needed).unwrap_or(i64::MAX), "subscriber", "subscribers"),
+            "needed_noun": plural(standing.needed, "subscriber", "subscribers"),
         });
         (view, Vec::new(), Vec::new())
     } else {
@@ -201,8 +201,8 @@ pub async fn render_council(
     Ok(session.attach((status, Html(html)).into_response()))
 }
 
-fn plural(n: i64, one: &'static str, many: &'static str) -> &'static str {
-    if n == 1 { one } else { many }
+fn plural<N: PartialEq + From<u8>>(n: N, one: &'static str, many: &'static str) -> &'static str {
+    if n == N::from(1) { one } else { many }
 }
 
 /// A meeting's date and time in its own zone, e.g. `Tuesday 10 February 2026, 6:00pm`.
