@@ -6,6 +6,7 @@
 //! `ical`, `feed`, with `uktime` and `html` for the shared details); `fetch` is the one HTTP
 //! client; `poll` runs one poll of many sources, one transaction per source.
 
+pub mod feed;
 pub mod html;
 pub mod ical;
 pub mod moderngov;
