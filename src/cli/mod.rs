@@ -2,6 +2,7 @@
 
 mod config_cmd;
 mod councils;
+mod digest;
 mod promote;
 mod rank;
 mod requests;
@@ -47,6 +48,9 @@ pub enum Command {
     /// The council registry and support levels.
     #[command(subcommand)]
     Councils(councils::CouncilsCommand),
+    /// Weekly digests: build (and queue) a week's digests.
+    #[command(subcommand)]
+    Digest(digest::DigestCommand),
     /// Subscribers: add, list, remove, export and erase.
     #[command(subcommand)]
     Subscribers(subscribers::SubscribersCommand),
@@ -111,6 +115,7 @@ async fn dispatch(
             Ok(ExitCode::SUCCESS)
         }
         Command::Councils(command) => councils::run(command, &settings).await,
+        Command::Digest(command) => digest::run(command, &settings).await,
         Command::Subscribers(command) => subscribers::run(command, &settings).await,
         Command::Rank(args) => rank::run(args, &settings).await,
         Command::Promote(args) => promote::run(args, &settings).await,

@@ -166,7 +166,7 @@ fn council_view(section: &CouncilSection, contents: &DigestContents) -> CouncilV
     let mut periods = Vec::new();
     if !coming.is_empty() {
         periods.push(PeriodView {
-            heading: "This week and next".to_owned(),
+            heading: "Coming up".to_owned(),
             days: coming,
         });
     }
@@ -308,7 +308,11 @@ fn lowercase_first(text: &str) -> String {
 
 fn limited_view(block: &LimitedBlock, base_url: &str) -> LimitedView {
     let position = match block.position {
-        Some(place) => format!("{} of {} waiting", ordinal(place), block.waiting),
+        Some(place) => format!(
+            "{} of {} waiting",
+            crate::ranking::ordinal(place),
+            block.waiting
+        ),
         None => "not yet in the queue".to_owned(),
     };
     let needed = match block.needed {
@@ -342,18 +346,6 @@ fn meeting_count_label(contents: &DigestContents) -> String {
         0 => count,
         n => format!("{count} ({n} cancelled)"),
     }
-}
-
-/// `1st`, `2nd`, `3rd`, `4th`, `11th`, `12th`, `13th`, `21st`, `112th`.
-fn ordinal(n: u32) -> String {
-    let suffix = match (n % 10, n % 100) {
-        (_, 11..=13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
-    };
-    format!("{n}{suffix}")
 }
 
 /// `A`, `A and B`, `A, B and C`, then `A, B and 3 more`.
@@ -453,25 +445,6 @@ mod tests {
             Some("Tuesday 16 June, 10.00 am")
         );
         assert_eq!(format_moved_from("not a time"), None);
-    }
-
-    #[test]
-    fn queue_places_are_english_ordinals() {
-        let cases = [
-            (1, "1st"),
-            (2, "2nd"),
-            (3, "3rd"),
-            (4, "4th"),
-            (11, "11th"),
-            (12, "12th"),
-        ];
-        for (n, want) in cases {
-            assert_eq!(ordinal(n), want);
-        }
-        assert_eq!(ordinal(13), "13th");
-        assert_eq!(ordinal(21), "21st");
-        assert_eq!(ordinal(112), "112th");
-        assert_eq!(ordinal(303), "303rd");
     }
 
     #[test]
