@@ -7,6 +7,7 @@
 //! client; `poll` runs one poll of many sources, one transaction per source.
 
 pub mod feed;
+pub mod fetch;
 pub mod html;
 pub mod ical;
 pub mod moderngov;
