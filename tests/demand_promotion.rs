@@ -144,6 +144,7 @@ async fn ranking_weighs_professionals_and_breaks_ties_by_who_reached_the_score_f
     let clock = Clock::fixed(at(0));
     let settings = settings(3.0, 40, 5);
     for db in databases(&clock, &settings).await {
+        clock.set(at(0));
         four_councils(&db.store, &settings, &clock).await;
         // bristol and coventry tie at 3; coventry's last confirmation (t+60) came before
         // bristol's (t+120), so coventry ranks higher. 382 councils, none full: 382 waiting.
@@ -194,6 +195,7 @@ async fn equal_scores_reached_at_the_same_moment_rank_by_name() {
     let clock = Clock::fixed(at(0));
     let settings = settings(3.0, 40, 5);
     for db in databases(&clock, &settings).await {
+        clock.set(at(0));
         // Walsall and Sandwell both get 2 residents at the same second: Sandwell's name sorts
         // first. York gets 2 residents a second earlier, so it leads the three.
         clock.set(at(10));
@@ -223,6 +225,7 @@ async fn a_run_promotes_in_rank_order_up_to_the_per_run_cap_and_the_next_run_tak
     let clock = Clock::fixed(at(0));
     let settings = settings(3.0, 40, 2);
     for db in databases(&clock, &settings).await {
+        clock.set(at(0));
         four_councils(&db.store, &settings, &clock).await;
 
         let first = run_promotion(&db.store, &settings, false).await.unwrap();
@@ -290,6 +293,7 @@ async fn capacity_counts_councils_named_full_in_the_settings() {
         },
     );
     for db in databases(&clock, &settings).await {
+        clock.set(at(0));
         four_councils(&db.store, &settings, &clock).await;
         // York is full already; room for one more: leeds. coventry and bristol wait.
         let report = run_promotion(&db.store, &settings, false).await.unwrap();
@@ -313,6 +317,7 @@ async fn a_capacity_below_the_councils_already_full_promotes_nothing_and_demotes
     let clock = Clock::fixed(at(0));
     let settings = settings(3.0, 1, 5);
     for db in databases(&clock, &settings).await {
+        clock.set(at(0));
         for council in ["york", "walsall"] {
             db.store
                 .set_council_support(&slug(council), SupportLevel::Full, "operator")
@@ -334,6 +339,7 @@ async fn a_raised_or_lowered_threshold_applies_at_the_next_run() {
     let clock = Clock::fixed(at(0));
     let strict = settings(6.0, 40, 5);
     for db in databases(&clock, &strict).await {
+        clock.set(at(0));
         four_councils(&db.store, &strict, &clock).await;
         // Nobody reaches 6 (leeds has 5).
         let report = run_promotion(&db.store, &strict, false).await.unwrap();
@@ -362,6 +368,7 @@ async fn a_dry_run_reports_the_promotions_and_changes_nothing() {
     let clock = Clock::fixed(at(0));
     let settings = settings(3.0, 40, 5);
     for db in databases(&clock, &settings).await {
+        clock.set(at(0));
         four_councils(&db.store, &settings, &clock).await;
         let dry = run_promotion(&db.store, &settings, true).await.unwrap();
         assert!(dry.dry_run);
@@ -379,6 +386,7 @@ async fn notices_go_to_confirmed_subscribers_only_and_never_twice() {
     let clock = Clock::fixed(at(0));
     let settings = settings(2.0, 40, 5);
     for db in databases(&clock, &settings).await {
+        clock.set(at(0));
         let ids = add_confirmed(&db.store, &settings, "leeds", SubscriberKind::Resident, 3).await;
         // A pending subscriber of leeds and an unsubscribed one get nothing.
         let pending = SubscribeRequest {
@@ -426,6 +434,7 @@ async fn without_a_demotion_floor_a_council_whose_demand_left_stays_full() {
     let settings = settings(2.0, 40, 5);
     assert_eq!(settings.promotion.demotion_floor(), None);
     for db in databases(&clock, &settings).await {
+        clock.set(at(0));
         let ids = add_confirmed(&db.store, &settings, "leeds", SubscriberKind::Resident, 2).await;
         run_promotion(&db.store, &settings, false).await.unwrap();
         for id in ids {
@@ -457,6 +466,7 @@ async fn with_a_demotion_floor_a_council_below_it_for_the_whole_period_returns_t
         },
     );
     for db in databases(&clock, &settings).await {
+        clock.set(at(0));
         let leeds = add_confirmed(&db.store, &settings, "leeds", SubscriberKind::Resident, 3).await;
         let first = run_promotion(&db.store, &settings, false).await.unwrap();
         assert_eq!(promoted(&first), vec!["leeds"]);
@@ -516,6 +526,7 @@ async fn demand_recovering_before_the_period_ends_stops_the_demotion_clock() {
     settings.promotion.demote_below = 2.0;
     settings.promotion.demote_after_days = 28;
     for db in databases(&clock, &settings).await {
+        clock.set(at(0));
         let leeds = add_confirmed(&db.store, &settings, "leeds", SubscriberKind::Resident, 2).await;
         run_promotion(&db.store, &settings, false).await.unwrap();
         clock.set(at(DAY));
@@ -584,6 +595,7 @@ async fn two_promotion_runs_at_once_on_postgresql_promote_each_council_once() {
     let settings = settings(3.0, 2, 5);
     let mut ran = false;
     for db in databases(&clock, &settings).await {
+        clock.set(at(0));
         if db.label != "postgres" {
             continue;
         }
