@@ -14,14 +14,13 @@ use council_digest::domain::DeliveryState;
 use council_digest::mail::message::MailContext;
 use council_digest::mail::templates::Renderer;
 use council_digest::mail::transport::Transport;
-use council_digest::registry::Registry;
 use council_digest::settings::{Settings, TlsMode};
 use council_digest::store::Store;
-use council_digest::store::deliveries::{NewDelivery, enqueue_delivery};
 use council_digest::store::ledger;
 use council_digest::store::testing::{TestDatabase, fresh_databases};
 use council_digest::tokens::SigningKey;
 use sqlx::Row;
+use support::seed::{addresses, queue_another, seed_notices};
 use support::smtp::{FaultMode, SmtpServer};
 
 fn t0() -> DateTime<Utc> {
@@ -75,77 +74,6 @@ impl Sender {
         .await
         .unwrap()
     }
-}
-
-/// Loads the registry and queues a "promoted" notice about Leeds for `addresses`; returns
-/// (subscriber id, delivery id) for each.
-async fn seed_notices(store: &Store, addresses: &[String]) -> Vec<(i64, i64)> {
-    store
-        .sync_councils(Registry::builtin(), &Settings::defaults())
-        .await
-        .unwrap();
-    let leeds = store
-        .council_by_slug(&"leeds".parse().unwrap())
-        .await
-        .unwrap();
-    let now = store.clock().now_ts();
-    let mut out = Vec::new();
-    let mut tx = store.begin_write().await.unwrap();
-    for address in addresses {
-        let subscriber_id: i64 = sqlx::query(
-            "INSERT INTO subscribers (email, kind, hard_failures, created_at) \
-             VALUES ($1, 'resident', 0, $2) RETURNING id",
-        )
-        .bind(address)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .unwrap()
-        .get("id");
-        let queued = enqueue_delivery(&mut tx, &notice(subscriber_id, leeds.id, "first"), now)
-            .await
-            .unwrap();
-        let council_digest::store::deliveries::Enqueued::Queued(delivery_id) = queued else {
-            panic!("a fresh delivery was not queued");
-        };
-        out.push((subscriber_id, delivery_id));
-    }
-    tx.commit().await.unwrap();
-    out
-}
-
-fn notice(subscriber_id: i64, council_id: i64, tag: &str) -> NewDelivery {
-    NewDelivery {
-        dedupe_key: format!("notice:promoted:{tag}:{subscriber_id}"),
-        kind: "promoted".to_owned(),
-        subscriber_id: Some(subscriber_id),
-        digest_id: None,
-        payload: serde_json::json!({ "council_id": council_id }),
-    }
-}
-
-async fn queue_another(store: &Store, subscriber_id: i64, tag: &str) -> i64 {
-    let leeds = store
-        .council_by_slug(&"leeds".parse().unwrap())
-        .await
-        .unwrap();
-    let mut tx = store.begin_write().await.unwrap();
-    let queued = enqueue_delivery(
-        &mut tx,
-        &notice(subscriber_id, leeds.id, tag),
-        store.clock().now_ts(),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    match queued {
-        council_digest::store::deliveries::Enqueued::Queued(id) => id,
-        other => panic!("not queued: {other:?}"),
-    }
-}
-
-fn addresses(n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("reader{i}@example.org")).collect()
 }
 
 async fn record(db: &TestDatabase, id: i64) -> ledger::DeliveryRecord {

@@ -19,6 +19,13 @@ use crate::settings::Settings;
 pub enum DigestCommand {
     /// Build a week's digests and queue their delivery (with --dry-run: render them only).
     Build(BuildArgs),
+    /// Send what is due in the delivery queue once, and print how many were sent, will be
+    /// retried, or failed.
+    Send {
+        /// Print the counts as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -40,6 +47,7 @@ pub struct BuildArgs {
 pub async fn run(command: DigestCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
     match command {
         DigestCommand::Build(args) => build(args, settings).await,
+        DigestCommand::Send { json } => send(json, settings).await,
     }
 }
 
@@ -126,5 +134,40 @@ async fn build(args: BuildArgs, settings: &Settings) -> anyhow::Result<ExitCode>
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// Drains the delivery queue once. A delivery that failed is routine (it is in the ledger);
+/// the exit status is 1 only when an outcome could not be recorded.
+async fn send(json: bool, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let clock = Clock::system();
+    let store = crate::startup::open_store(settings, clock.clone()).await?;
+    let key = crate::startup::signing_key(settings)?;
+    let mailer = crate::delivery::Mailer::from_settings(settings, key, clock)
+        .context("preparing to send (smtp, mail and templates settings)")?;
+    let report = mailer
+        .drain(&store, settings)
+        .await
+        .context("draining the delivery queue")?;
+    let outstanding = crate::store::ledger::count_outstanding(&store).await?;
+    store.close().await;
+    if json {
+        crate::cli::print_json(&serde_json::json!({
+            "sent": report.sent,
+            "retrying": report.retrying,
+            "failed": report.failed,
+            "unrecorded": report.unrecorded,
+            "outstanding": outstanding,
+        }))?;
+    } else {
+        println!(
+            "sent {}, retrying {}, failed {}; {} still queued or waiting for a retry",
+            report.sent, report.retrying, report.failed, outstanding
+        );
+    }
+    Ok(if report.unrecorded == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }

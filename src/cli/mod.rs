@@ -2,6 +2,7 @@
 
 mod config_cmd;
 mod councils;
+mod deliveries;
 mod digest;
 mod promote;
 mod rank;
@@ -48,9 +49,12 @@ pub enum Command {
     /// The council registry and support levels.
     #[command(subcommand)]
     Councils(councils::CouncilsCommand),
-    /// Weekly digests: build (and queue) a week's digests.
+    /// Weekly digests: build (and queue) a week's digests, send the queue.
     #[command(subcommand)]
     Digest(digest::DigestCommand),
+    /// The delivery ledger: list deliveries, requeue failed ones.
+    #[command(subcommand)]
+    Deliveries(deliveries::DeliveriesCommand),
     /// Subscribers: add, list, remove, export and erase.
     #[command(subcommand)]
     Subscribers(subscribers::SubscribersCommand),
@@ -116,6 +120,7 @@ async fn dispatch(
         }
         Command::Councils(command) => councils::run(command, &settings).await,
         Command::Digest(command) => digest::run(command, &settings).await,
+        Command::Deliveries(command) => deliveries::run(command, &settings).await,
         Command::Subscribers(command) => subscribers::run(command, &settings).await,
         Command::Rank(args) => rank::run(args, &settings).await,
         Command::Promote(args) => promote::run(args, &settings).await,

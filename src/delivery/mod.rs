@@ -24,13 +24,15 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::mail::MailError;
 use crate::mail::message::{MailContext, render_delivery};
 use crate::mail::templates::Renderer;
-use crate::mail::transport::{SendError, Transport, redact_addresses};
+use crate::mail::transport::{SendError, Transport, TransportError, redact_addresses};
 use crate::settings::{DeliverySettings, Settings};
 use crate::store::ledger::{self, ClaimedDelivery, HardFailure};
 use crate::store::{Store, StoreError};
+use crate::tokens::SigningKey;
 
 /// What one drain did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -43,11 +45,47 @@ pub struct DrainReport {
     pub unrecorded: u64,
 }
 
-/// Why a drain stopped early.
+/// Why a drain stopped early or could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+}
+
+/// What sending needs besides the store, built once from the settings: the transport, the
+/// compiled templates and the message context (sender, list headers, link signing key).
+pub struct Mailer {
+    pub transport: Transport,
+    pub renderer: Renderer,
+    pub ctx: MailContext,
+}
+
+impl Mailer {
+    /// Builds the mailer the settings describe. Call it inside the tokio runtime.
+    pub fn from_settings(
+        settings: &Settings,
+        signing_key: SigningKey,
+        clock: Clock,
+    ) -> Result<Mailer, DeliveryError> {
+        Ok(Mailer {
+            transport: Transport::from_settings(settings)?,
+            renderer: Renderer::new(settings)?,
+            ctx: MailContext::new(settings, signing_key, clock)?,
+        })
+    }
+
+    /// [`drain_queue`] with this mailer.
+    pub async fn drain(
+        &self,
+        store: &Store,
+        settings: &Settings,
+    ) -> Result<DrainReport, DeliveryError> {
+        drain_queue(store, settings, &self.transport, &self.renderer, &self.ctx).await
+    }
 }
 
 /// A message ready to send and its Message-ID (kept in the ledger).
