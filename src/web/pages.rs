@@ -4,16 +4,18 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Duration;
 use serde::Serialize;
 
 use crate::domain::{CouncilSlug, SupportLevel};
+use crate::mail::MailError;
 use crate::store::StoreError;
 use crate::store::councils::Council;
 use crate::store::meetings::Meeting;
 use crate::web::forms::{self, RequestForm, SubscribeForm};
+use crate::web::security;
 use crate::web::server::{AppState, WebError, error_chain};
 
 /// Days of past meetings a fully supported council's page lists.
@@ -140,7 +142,12 @@ pub async fn render_council(
                 .await
                 .map_err(|err| WebError::Internal(error_chain(&err)))?;
         let view = serde_json::json!({
-            "position_text": standing.position.map(crate::ranking::ordinal),
+            "has_subscribers": standing.residents + standing.professionals > 0,
+            "position_text": standing
+                .position
+                .map(crate::ranking::ordinal)
+                .unwrap_or_else(|| "not yet placed".to_owned()),
+            "waiting": standing.waiting,
             "residents": standing.residents,
             "residents_noun": plural(standing.residents, "resident", "residents"),
             "professionals": standing.professionals,
@@ -291,6 +298,36 @@ pub fn sanitise_agenda_html(raw: &str) -> String {
         .url_schemes(["http", "https", "mailto"].into_iter().collect())
         .clean(raw)
         .to_string()
+}
+
+/// `/digests/{token}`: the web view of one digest e-mail, with the e-mail's own HTML.
+pub async fn digest(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, WebError> {
+    let digest_id: i64 = state
+        .links()
+        .verify(crate::tokens::LinkPurpose::DigestView, &token)
+        .and_then(|subject| subject.parse().ok())
+        .ok_or(WebError::NotFound("digest"))?;
+    let html = crate::digest::render_digest_html_for_web(
+        state.store(),
+        state.settings(),
+        state.mailer().renderer(),
+        state.mailer().context(),
+        digest_id,
+    )
+    .await
+    .map_err(|err| match err {
+        MailError::NotFound(_) => WebError::NotFound("digest"),
+        other => WebError::Internal(error_chain(&other)),
+    })?;
+    let mut response = Html(html).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(security::DIGEST_CONTENT_SECURITY_POLICY),
+    );
+    Ok(response)
 }
 
 /// `/healthz`: 200 when the database answers, 503 when it does not.

@@ -228,6 +228,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::post(forms::request),
         )
         .route("/meetings/{id}", get(pages::meeting))
+        .route("/digests/{token}", get(pages::digest))
         .route(
             "/preferences/{token}",
             get(forms::preferences_page).post(forms::preferences_save),
