@@ -558,34 +558,36 @@ pub async fn upsert_committee(
     .step("read a new committee's id")
 }
 
-/// The stored committees of a source, by external id: used when the committee list itself
-/// answered 304 Not Modified.
-pub async fn stored_committees(
-    tx: &mut WriteTx,
-    source_id: i64,
-) -> Result<Vec<(i64, NewCommittee)>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, external_id, title, category, expired, deleted FROM committees \
-         WHERE source_id = $1 ORDER BY id",
-    )
-    .bind(source_id)
-    .fetch_all(&mut **tx)
-    .await
-    .step("read a source's committees")?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        out.push((
-            row.try_get("id").step("decode a committee")?,
-            NewCommittee {
-                external_id: row.try_get("external_id").step("decode a committee")?,
-                title: row.try_get("title").step("decode a committee")?,
-                category: row.try_get("category").step("decode a committee")?,
-                expired: flag(row.try_get("expired").step("decode a committee")?),
-                deleted: flag(row.try_get("deleted").step("decode a committee")?),
-            },
-        ));
+impl Store {
+    /// The stored committees of a source with their row ids: used when the committee list
+    /// itself answered 304 Not Modified.
+    pub async fn stored_committees(
+        &self,
+        source_id: i64,
+    ) -> Result<Vec<(i64, NewCommittee)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, external_id, title, category, expired, deleted FROM committees \
+             WHERE source_id = $1 ORDER BY id",
+        )
+        .bind(source_id)
+        .fetch_all(self.pool())
+        .await
+        .step("read a source's committees")?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push((
+                row.try_get("id").step("decode a committee")?,
+                NewCommittee {
+                    external_id: row.try_get("external_id").step("decode a committee")?,
+                    title: row.try_get("title").step("decode a committee")?,
+                    category: row.try_get("category").step("decode a committee")?,
+                    expired: flag(row.try_get("expired").step("decode a committee")?),
+                    deleted: flag(row.try_get("deleted").step("decode a committee")?),
+                },
+            ));
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 /// The RFC 3339 local form of a start, as recorded in `Moved` changes.
