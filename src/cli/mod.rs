@@ -4,9 +4,12 @@ mod config_cmd;
 mod councils;
 mod deliveries;
 mod digest;
+mod meetings;
+mod poll;
 mod promote;
 mod rank;
 mod requests;
+mod sources;
 mod subscribers;
 
 use std::path::PathBuf;
@@ -65,6 +68,14 @@ pub enum Command {
     /// Enablement requests: list, approve, reject.
     #[command(subcommand)]
     Requests(requests::RequestsCommand),
+    /// Poll council sources once, now, and report new / changed / unchanged / failed.
+    Poll(poll::PollArgs),
+    /// Council sources and their health.
+    #[command(subcommand)]
+    Sources(sources::SourcesCommand),
+    /// Stored meetings.
+    #[command(subcommand)]
+    Meetings(meetings::MeetingsCommand),
 }
 
 /// Runs one command and turns its outcome into the process exit code.
@@ -125,6 +136,9 @@ async fn dispatch(
         Command::Rank(args) => rank::run(args, &settings).await,
         Command::Promote(args) => promote::run(args, &settings).await,
         Command::Requests(command) => requests::run(command, &settings).await,
+        Command::Poll(args) => poll::run(args, &settings).await,
+        Command::Sources(command) => sources::run(command, &settings).await,
+        Command::Meetings(command) => meetings::run(command, &settings).await,
         Command::Config(_) => Ok(ExitCode::SUCCESS),
     }
 }
