@@ -245,13 +245,13 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route(views::STYLESHEET_PATH, get(stylesheet))
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             render_error_pages,
         ))
         .layer(middleware::from_fn(secure_headers))
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
         .layer(middleware::from_fn(trace_requests))
         .with_state(state)
 }
