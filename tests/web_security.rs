@@ -283,9 +283,8 @@ async fn confirmation_links_that_are_unknown_or_expired_are_refused_and_change_n
         app.subscribe(COUNCIL, "late@example.org").await;
         let mails = app.mails(1).await;
         let confirm = app.link_in(&mails[0], "/confirm/");
-        app.store
-            .clock()
-            .set(web_support::clock().now() + chrono::Duration::hours(2));
+        let now = app.store.clock().now();
+        app.store.clock().set(now + chrono::Duration::hours(2));
         let page = app.get(&confirm).await;
         assert_eq!(page.status, 404, "{}", page.body);
         let page = app
