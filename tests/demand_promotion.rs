@@ -74,6 +74,9 @@ async fn add_confirmed(
     ids
 }
 
+/// slug, position, residents, professionals, score, needed.
+type RankLine<'a> = (&'a str, Option<u32>, i64, i64, f64, u64);
+
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
 
 fn promoted(report: &PromotionReport) -> Vec<&str> {
@@ -149,7 +152,7 @@ async fn ranking_weighs_professionals_and_breaks_ties_by_who_reached_the_score_f
         // bristol and coventry tie at 3; coventry's last confirmation (t+60) came before
         // bristol's (t+120), so coventry ranks higher. 382 councils, none full: 382 waiting.
         let ranking = demand_ranking(&db.store, &settings).await.unwrap();
-        let top: Vec<(&str, Option<u32>, i64, i64, f64, u64)> = ranking
+        let top: Vec<RankLine> = ranking
             .iter()
             .take(4)
             .map(|s| {

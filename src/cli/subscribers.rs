@@ -7,6 +7,9 @@ use clap::Subcommand;
 
 use crate::clock::Clock;
 use crate::domain::{CouncilSlug, EmailAddress, SubscriberKind};
+use crate::mail::message::{MailContext, confirmation_message};
+use crate::mail::templates::Renderer;
+use crate::mail::transport::send_now;
 use crate::settings::Settings;
 use crate::subscriptions::{self, SubscribeOutcome, SubscribeRequest};
 
@@ -87,13 +90,25 @@ async fn run_on(
                     token,
                     ..
                 } => {
-                    println!(
-                        "subscriber {subscriber_id} follows {council} once confirmed; \
-                         no e-mail was sent: give them this confirmation link (valid for {} \
-                         hours):",
-                        settings.tokens.confirmation_ttl_hours
-                    );
-                    println!("{}", confirmation_link(settings, &token));
+                    let link = confirmation_link(settings, &token);
+                    match send_confirmation(store, settings, &request, &link).await {
+                        Ok(()) => println!(
+                            "subscriber {subscriber_id} follows {council} once confirmed; \
+                             the confirmation e-mail has been sent"
+                        ),
+                        Err(err) => {
+                            eprintln!(
+                                "council-digest: the subscription is recorded but the \
+                                 confirmation e-mail was not sent: {err:#}"
+                            );
+                            println!(
+                                "subscriber {subscriber_id} follows {council} once confirmed; \
+                                 give them this link (valid for {} hours): {link}",
+                                settings.tokens.confirmation_ttl_hours
+                            );
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    }
                 }
             }
         }
@@ -164,6 +179,23 @@ async fn run_on(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Mails the confirmation link at once (to the SMTP server, or as an .eml file in
+/// `mail.outbox_dir` when `smtp.host` is empty).
+async fn send_confirmation(
+    store: &crate::store::Store,
+    settings: &Settings,
+    request: &SubscribeRequest,
+    link: &str,
+) -> anyhow::Result<()> {
+    let key = crate::startup::signing_key(settings)?;
+    let context = MailContext::new(settings, key, store.clock().clone())?;
+    let renderer = Renderer::new(settings)?;
+    let council = store.council_by_slug(&request.council).await?;
+    let message = confirmation_message(&context, &renderer, &request.email, &council, link)?;
+    send_now(settings, &message).await?;
+    Ok(())
 }
 
 /// The confirmation page's address for a raw token.
