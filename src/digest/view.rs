@@ -204,7 +204,7 @@ fn council_view(section: &CouncilSection, contents: &DigestContents) -> CouncilV
             .iter()
             .map(|notice| NoticeView {
                 title: notice.title.clone(),
-                link: notice.link.clone(),
+                link: notice.link.as_deref().and_then(web_link),
                 date: notice.published_at.map(format_instant_day),
             })
             .collect(),
@@ -239,7 +239,7 @@ fn meeting_view(meeting: &MeetingEntry, changes: &[ChangeEntry]) -> MeetingView 
         cancelled: meeting.cancelled,
         withdrawn: meeting.withdrawn,
         marks,
-        url: meeting.url.clone(),
+        url: meeting.url.as_deref().and_then(web_link),
         items: meeting
             .items
             .iter()
@@ -252,12 +252,21 @@ fn meeting_view(meeting: &MeetingEntry, changes: &[ChangeEntry]) -> MeetingView 
         documents: meeting
             .documents
             .iter()
-            .map(|doc| DocumentView {
-                title: doc.title.clone(),
-                url: doc.url.clone(),
+            .filter_map(|doc| {
+                Some(DocumentView {
+                    title: doc.title.clone(),
+                    url: web_link(&doc.url)?,
+                })
             })
             .collect(),
     }
+}
+
+/// A link from a council's data, kept only when it is an http or https URL (never
+/// `javascript:` or `data:`).
+fn web_link(raw: &str) -> Option<String> {
+    let url = url::Url::parse(raw.trim()).ok()?;
+    matches!(url.scheme(), "http" | "https").then(|| raw.trim().to_owned())
 }
 
 /// A change as a short mark beside its meeting.
@@ -445,6 +454,17 @@ mod tests {
             Some("Tuesday 16 June, 10.00 am")
         );
         assert_eq!(format_moved_from("not a time"), None);
+    }
+
+    #[test]
+    fn only_web_links_from_council_data_are_kept() {
+        assert_eq!(
+            web_link(" https://e.gov.uk/a?b=1&c=2 ").as_deref(),
+            Some("https://e.gov.uk/a?b=1&c=2")
+        );
+        assert_eq!(web_link("javascript:alert(1)"), None);
+        assert_eq!(web_link("data:text/html,x"), None);
+        assert_eq!(web_link("/relative"), None);
     }
 
     #[test]
