@@ -82,6 +82,7 @@ async fn start_services(
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> anyhow::Result<()> {
     start_web(context, tasks).await?;
+    crate::scheduler::spawn_jobs(context, tasks);
     Ok(())
 }
 
