@@ -534,6 +534,13 @@ impl Settings {
                 problems.push(format!("{key}: must be a non-negative number, not {value}"));
             }
         }
+        if self.ranking.resident_weight == 0.0 && self.ranking.professional_weight == 0.0 {
+            problems.push(
+                "ranking.resident_weight and ranking.professional_weight: at least one must be \
+                 above zero, or no council could reach promotion.threshold"
+                    .to_owned(),
+            );
+        }
         if !self.promotion.threshold.is_finite() || self.promotion.threshold <= 0.0 {
             problems.push(format!(
                 "promotion.threshold: must be a number above zero, not {}",

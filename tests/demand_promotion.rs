@@ -575,6 +575,13 @@ fn invalid_weights_thresholds_and_capacities_are_refused_by_name() {
         "{err}"
     );
 
+    let mut weightless = Settings::defaults();
+    weightless.ranking.resident_weight = 0.0;
+    weightless.ranking.professional_weight = 0.0;
+    let err = weightless.validate().unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert!(err.problems[0].contains("at least one must be above zero"), "{err}");
+
     let mut pinned = Settings::defaults();
     pinned.promotion.max_full_councils = 0;
     pinned.councils.insert(
