@@ -539,6 +539,7 @@ async fn fetch_moderngov(
     };
 
     let committees_url = moderngov::committees_url(&base);
+    let mut all_not_modified = true;
     let committees = match fetcher
         .fetch(&committees_url, saved.get(&committees_url), Expect::Xml)
         .await?
@@ -556,6 +557,7 @@ async fn fetch_moderngov(
                 .collect()
         }
         Fetched::Body { bytes, validators } => {
+            all_not_modified = false;
             let parsed = moderngov::parse_committees(&body_text(&bytes))
                 .map_err(|err| malformed(&committees_url, err))?;
             data.validators.push((committees_url.clone(), validators));
@@ -583,6 +585,7 @@ async fn fetch_moderngov(
                 continue;
             }
             Fetched::Body { bytes, validators } => {
+                all_not_modified = false;
                 let list = moderngov::parse_meetings(&body_text(&bytes))
                     .map_err(|err| malformed(&list_url, err))?;
                 if !full {
@@ -619,6 +622,8 @@ async fn fetch_moderngov(
             ));
         }
     }
+    // Every answer was 304: the source said nothing new.
+    data.not_modified = all_not_modified;
     Ok(data)
 }
 
