@@ -261,7 +261,6 @@ fn outcome_label(outcome: &SubscribeOutcome) -> &'static str {
 /// The subscription a confirmation token is for, checked but not used.
 struct CheckedToken {
     token_id: i64,
-    used: bool,
     subscriber_id: i64,
     subscription_id: i64,
     council_id: i64,
@@ -270,8 +269,8 @@ struct CheckedToken {
 
 /// Checks a raw confirmation token. An unknown token, or a used one whose subscription is no
 /// longer confirmed (it was unsubscribed since), is invalid; an unused one past its expiry is
-/// expired. A used token of a confirmed subscription stays acceptable, so a second click says
-/// "already confirmed" instead of an error.
+/// expired. Any token of a confirmed subscription stays acceptable, so a second click (or the
+/// link of an earlier e-mail) says "already confirmed" instead of an error.
 async fn check_token(
     conn: &mut AnyConnection,
     token: &str,
@@ -288,7 +287,7 @@ async fn check_token(
         .ok_or(SubscriptionError::InvalidToken)?;
     let used = record.used_at.is_some();
     match subscription.state {
-        SubscriptionState::Confirmed if used => {}
+        SubscriptionState::Confirmed => {}
         SubscriptionState::Pending if !used => {
             if record.expires_at <= now {
                 return Err(SubscriptionError::ExpiredToken);
@@ -298,7 +297,6 @@ async fn check_token(
     }
     Ok(CheckedToken {
         token_id: record.id,
-        used,
         subscriber_id: subscription.subscriber_id,
         subscription_id,
         council_id: subscription.council_id,
@@ -317,7 +315,7 @@ pub async fn confirm(store: &Store, token: &str) -> Result<ConfirmOutcome, Subsc
     if subscriber.suppressed_at.is_some() {
         return Err(SubscriptionError::Suppressed);
     }
-    let outcome = if checked.used && checked.state == SubscriptionState::Confirmed {
+    let outcome = if checked.state == SubscriptionState::Confirmed {
         ConfirmOutcome::AlreadyConfirmed {
             subscriber_id: checked.subscriber_id,
             council_id: checked.council_id,
@@ -441,6 +439,7 @@ pub async fn set_followed_councils(
         .ok_or(SubscriptionError::UnknownSubscriber)?;
     let current = rows::subscriptions_of(&mut tx, subscriber_id).await?;
     let mut changes = FollowChanges::default();
+    let mut removed_ids = Vec::new();
 
     for subscription in &current {
         let keep = wanted.iter().any(|c| c.id == subscription.council_id);
@@ -453,9 +452,7 @@ pub async fn set_followed_councils(
             )
             .await?;
             rows::delete_unused_tokens(&mut tx, subscription.id).await?;
-            changes
-                .removed
-                .push(store.council_by_id(subscription.council_id).await?);
+            removed_ids.push(subscription.council_id);
         }
     }
 
@@ -501,6 +498,11 @@ pub async fn set_followed_councils(
     tx.commit()
         .await
         .step("commit a change of followed councils")?;
+    // Looked up after the commit: on SQLite the transaction holds a pooled connection, and a
+    // pool of one would otherwise wait for itself.
+    for council_id in removed_ids {
+        changes.removed.push(store.council_by_id(council_id).await?);
+    }
     tracing::info!(
         subscriber_id,
         added = changes.added.len(),

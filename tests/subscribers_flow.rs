@@ -512,3 +512,23 @@ async fn erasing_deletes_the_person_and_tokens_and_leaves_deliveries_without_an_
         ));
     }
 }
+
+#[tokio::test]
+async fn the_link_of_an_earlier_confirmation_mail_says_already_confirmed() {
+    let clock = Clock::fixed(at(0));
+    for db in databases(&clock).await {
+        clock.set(at(0));
+        let (id, first) = pending(&db.store, &resident("a@example.org", "leeds")).await;
+        let (_, second) = pending(&db.store, &resident("a@example.org", "leeds")).await;
+        assert_ne!(first, second);
+        assert!(matches!(
+            confirm(&db.store, &second).await,
+            Ok(ConfirmOutcome::Confirmed { subscriber_id, .. }) if subscriber_id == id
+        ));
+        assert!(matches!(
+            confirm(&db.store, &first).await,
+            Ok(ConfirmOutcome::AlreadyConfirmed { subscriber_id, .. }) if subscriber_id == id
+        ));
+        assert_eq!(residents_of(&db.store, "leeds").await, 1, "{}", db.label);
+    }
+}

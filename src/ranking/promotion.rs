@@ -323,17 +323,18 @@ pub async fn run_promotion(
     for request in approved_awaiting_promotion(&mut tx).await? {
         match promote_for_request(&mut tx, &mut snapshot, settings, &request, now).await? {
             RequestPromotion::Promoted(change) => report.promoted.push(change),
-            RequestPromotion::WaitingForCapacity => report.held_back.push(HeldBack {
-                council: request.council_slug.parse().map_err(|_| {
-                    RankingError::Invalid(format!("bad slug `{}`", request.council_slug))
-                })?,
-                score: snapshot
+            RequestPromotion::WaitingForCapacity => {
+                let standing = snapshot
                     .standing(request.council_id)
-                    .map_or(0.0, |s| s.score),
-                rank: None,
-                request_id: Some(request.id),
-                because: HoldReason::Capacity,
-            }),
+                    .ok_or(RankingError::UnknownCouncilId(request.council_id))?;
+                report.held_back.push(HeldBack {
+                    council: standing.council.slug.clone(),
+                    score: standing.score,
+                    rank: standing.position,
+                    request_id: Some(request.id),
+                    because: HoldReason::Capacity,
+                });
+            }
             RequestPromotion::AlreadyFull | RequestPromotion::Pinned => {}
         }
     }
