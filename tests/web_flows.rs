@@ -67,7 +67,8 @@ async fn a_resident_subscribes_confirms_through_the_mailed_link_and_is_counted_i
         assert!(
             text.contains(
                 "City of Wolverhampton Council is 1st in the queue</strong> of 382 councils \
-                 waiting, with 1 resident and 0 professionals. It needs 24 more subscribers to be supported."
+                 waiting, with 1 resident and 0 professionals. It needs 24 more subscribers \
+                 to be supported."
             ),
             "{text}"
         );

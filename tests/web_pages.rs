@@ -335,7 +335,8 @@ async fn the_metrics_count_sources_deliveries_subscribers_and_promotions_from_th
         );
         assert!(has("council_digest_sources_failing 1"));
         assert!(has(&format!(
-            "council_digest_source_last_poll_timestamp_seconds{{source=\"{}\",council=\"{COUNCIL}\",kind=\"moderngov\"}} {failing_at}",
+            "council_digest_source_last_poll_timestamp_seconds\
+             {{source=\"{}\",council=\"{COUNCIL}\",kind=\"moderngov\"}} {failing_at}",
             source_id(&app).await
         )));
         assert!(has("council_digest_subscribers{state=\"confirmed\"} 1"));

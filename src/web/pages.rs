@@ -192,7 +192,7 @@ pub async fn render_council(
         "council": {
             "slug": council.slug.as_str(),
             "name": council.name,
-            "council_type": council.council_type,
+            "council_type": humane_type(&council.council_type),
             "nation": council.nation,
             "base_url": council.base_url,
         },
@@ -206,6 +206,16 @@ pub async fn render_council(
     });
     let html = state.views().page("council", &council.name, &data)?;
     Ok(session.attach((status, Html(html)).into_response()))
+}
+
+/// A registry council type such as `metropolitan-district` in words: `Metropolitan district`.
+fn humane_type(raw: &str) -> String {
+    let words = raw.replace('-', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => words,
+    }
 }
 
 fn plural<N: PartialEq + From<u8>>(n: N, one: &'static str, many: &'static str) -> &'static str {
@@ -344,6 +354,16 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn council_types_read_as_words() {
+        assert_eq!(
+            humane_type("metropolitan-district"),
+            "Metropolitan district"
+        );
+        assert_eq!(humane_type("unitary"), "Unitary");
+        assert_eq!(humane_type(""), "");
+    }
 
     #[test]
     fn agenda_html_loses_scripts_handlers_and_styles_but_keeps_text_and_links() {
