@@ -580,7 +580,10 @@ fn invalid_weights_thresholds_and_capacities_are_refused_by_name() {
     weightless.ranking.professional_weight = 0.0;
     let err = weightless.validate().unwrap_err();
     assert_eq!(err.problems.len(), 1, "{err}");
-    assert!(err.problems[0].contains("at least one must be above zero"), "{err}");
+    assert!(
+        err.problems[0].contains("at least one must be above zero"),
+        "{err}"
+    );
 
     let mut pinned = Settings::defaults();
     pinned.promotion.max_full_councils = 0;
