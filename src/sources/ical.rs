@@ -294,7 +294,7 @@ pub fn parse_calendar(
             out.meetings.push(meeting);
         }
     }
-    out.meetings.sort_by(|a, b| a.starts_at.cmp(&b.starts_at));
+    out.meetings.sort_by_key(|m| m.starts_at);
     Ok(out)
 }
 
@@ -629,7 +629,8 @@ mod tests {
         assert_eq!(
             march.location.as_deref(),
             Some(
-                "General Membership Meeting Locale, 2418 E 9th St N, Wichita, KS, 67214, United States"
+                "General Membership Meeting Locale, 2418 E 9th St N, Wichita, KS, 67214, \
+                 United States"
             )
         );
     }

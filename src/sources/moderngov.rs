@@ -553,7 +553,8 @@ mod tests {
         assert_eq!(
             first.text_plain.as_deref(),
             Some(
-                "To approve as a correct record the minutes of the meeting held on 25 November 2025."
+                "To approve as a correct record the minutes of the meeting held on 25 \
+                 November 2025."
             )
         );
         assert_eq!(
