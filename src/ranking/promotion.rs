@@ -24,10 +24,10 @@ use crate::store::ranking::{
 use crate::store::requests::{EnablementRequest, approved_awaiting_promotion};
 use crate::store::{Backend, StepContext, Store, WriteTx};
 
-/// Why a support level changed, as recorded in the promotions history.
+/// Why a support level changed, as recorded in the promotions history (an operator's
+/// `councils set-support` records `operator`, and the settings `settings`).
 pub const REASON_THRESHOLD: &str = "threshold";
 pub const REASON_REQUEST: &str = "request";
-pub const REASON_OPERATOR: &str = "operator";
 
 /// One council whose support level changed (or would, in a dry run).
 #[derive(Debug, Clone, PartialEq, Serialize)]

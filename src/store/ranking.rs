@@ -58,20 +58,6 @@ pub async fn demand_counts(
     Ok(out)
 }
 
-/// Demand counts of one council (zeros when it has none).
-pub async fn demand_count_of(
-    conn: &mut AnyConnection,
-    council_id: i64,
-) -> Result<DemandCount, StoreError> {
-    Ok(demand_counts(conn)
-        .await?
-        .remove(&council_id)
-        .unwrap_or(DemandCount {
-            council_id,
-            ..DemandCount::default()
-        }))
-}
-
 /// Every council, by id.
 pub async fn all_councils(conn: &mut AnyConnection) -> Result<Vec<Council>, StoreError> {
     let rows = sqlx::query(&format!(
@@ -203,47 +189,6 @@ pub async fn record_promotion(
     .step("record a promotion")?
     .try_get("id")
     .step("read a new promotion's id")
-}
-
-/// One entry of the promotions history as stored.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct PromotionRecord {
-    pub id: i64,
-    pub council_id: i64,
-    pub happened_at: i64,
-    pub direction: String,
-    pub score: f64,
-    pub rank: Option<i64>,
-    pub reason: String,
-    pub request_id: Option<i64>,
-}
-
-/// The whole promotions history, oldest first.
-pub async fn promotion_history(
-    conn: &mut AnyConnection,
-) -> Result<Vec<PromotionRecord>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT id, council_id, happened_at, direction, score, rank, reason, request_id \
-         FROM promotions ORDER BY id",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .step("read the promotions history")?;
-    rows.iter()
-        .map(|row| {
-            Ok(PromotionRecord {
-                id: row.try_get("id")?,
-                council_id: row.try_get("council_id")?,
-                happened_at: row.try_get("happened_at")?,
-                direction: row.try_get("direction")?,
-                score: row.try_get("score")?,
-                rank: row.try_get("rank")?,
-                reason: row.try_get("reason")?,
-                request_id: row.try_get("request_id")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .step("decode the promotions history")
 }
 
 /// Subscribers with a confirmed subscription to a council who are not suppressed, by id.
