@@ -791,3 +791,83 @@ async fn a_malformed_answer_stores_nothing_and_keeps_the_earlier_data() {
         );
     }
 }
+
+#[tokio::test]
+async fn feed_items_become_notices_and_display_form_items_become_meetings() {
+    council_digest::telemetry::init_for_tests();
+    let server = TestServer::start().await;
+    server.document("/news.rss", own("feeds/news_windows1252.rss"));
+    server.document("/meetings.rss", own("feeds/moderngov_meetings.rss"));
+    let settings = settings_for(
+        &server,
+        &[],
+        &[
+            ("amber-valley", "/news.rss"),
+            ("amber-valley", "/meetings.rss"),
+        ],
+    );
+    let clock = Clock::fixed(at("2026-02-03T09:00:00Z"));
+    for db in fresh_databases(clock.clone()).await {
+        let store = &db.store;
+        store
+            .sync_councils(Registry::builtin(), &settings)
+            .await
+            .unwrap();
+        let report = poll(store, &settings, &["amber-valley"]).await;
+        let totals = report.totals();
+        assert_eq!(
+            (totals.sources, totals.failed, totals.new),
+            (2, 0, 5),
+            "{}",
+            db.label
+        );
+
+        let council = store.council_by_slug(&slug("amber-valley")).await.unwrap();
+        let notices = store
+            .notices_between(
+                council.id,
+                at("2025-01-01T00:00:00Z"),
+                at("2027-01-01T00:00:00Z"),
+            )
+            .await
+            .unwrap();
+        let titles: Vec<&str> = notices.iter().map(|n| n.title.as_str()).collect();
+        // Newest first; undated items count from when they were first seen (now).
+        assert_eq!(
+            titles,
+            [
+                "Road closure on the High Street",
+                "Bin collections",
+                "Council tax: £1,234 for a band D home",
+                "New documents published",
+            ],
+            "{}",
+            db.label
+        );
+        let meetings = store
+            .meetings_between(
+                council.id,
+                at("2025-09-01T00:00:00Z"),
+                at("2025-10-01T00:00:00Z"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(meetings.len(), 1, "{}", db.label);
+        assert_eq!(meetings[0].starts_at, at("2025-09-10T17:00:00Z"));
+        assert_eq!(
+            meetings[0].committee_title,
+            "Children, Young and People Scrutiny Panel"
+        );
+
+        let again = poll(store, &settings, &["amber-valley"]).await;
+        assert!(
+            again
+                .sources
+                .iter()
+                .all(|s| s.status == PollStatus::NotModified),
+            "{}: {:?}",
+            db.label,
+            again.sources
+        );
+    }
+}
