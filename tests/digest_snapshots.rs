@@ -302,11 +302,17 @@ async fn the_digest_marks_moves_cancellations_and_new_meetings_in_plain_words() 
     assert!(!html.contains("<Fares>"), "{html}");
     // The empty week and the failing source.
     assert!(
-        text.contains("No meetings of City of Wolverhampton Council are listed from Monday 2 February to Sunday 15 February 2026."),
+        text.contains(
+            "No meetings of City of Wolverhampton Council are listed from Monday 2 February \
+             to Sunday 15 February 2026."
+        ),
         "{text}"
     );
     assert!(
-        text.contains("We have not been able to reach City of Wolverhampton Council's committee website since Thursday 5 February 2026"),
+        text.contains(
+            "We have not been able to reach City of Wolverhampton Council's committee \
+             website since Thursday 5 February 2026"
+        ),
         "{text}"
     );
     // The limited council: Rutland (1 resident + 1 professional = 4) ranks above Anglesey

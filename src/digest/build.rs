@@ -8,6 +8,7 @@
 //! `digest:{subscriber_id}:{week}`. A second run keeps the record the first one made.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
@@ -248,20 +249,20 @@ async fn build_one(
     for council in &councils {
         match council.support {
             SupportLevel::Full => {
-                if !weeks.contains_key(&council.id) {
-                    let loaded = load_council_week(
-                        store,
-                        council,
-                        window,
-                        settings.digest.extract_chars,
-                        now,
-                    )
-                    .await?;
-                    weeks.insert(council.id, loaded);
-                }
-                if let Some(loaded) = weeks.get(&council.id) {
-                    contents.councils.push(loaded.section_since(since));
-                }
+                let loaded = match weeks.entry(council.id) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => entry.insert(
+                        load_council_week(
+                            store,
+                            council,
+                            window,
+                            settings.digest.extract_chars,
+                            now,
+                        )
+                        .await?,
+                    ),
+                };
+                contents.councils.push(loaded.section_since(since));
             }
             SupportLevel::Limited => {
                 let standing = standings.get(&council.id);
