@@ -37,6 +37,8 @@ enum Reply {
     },
     /// Sends the first bytes, then stalls far longer than the client's timeout.
     Slow(Vec<u8>),
+    /// Answers after a pause, so that requests overlap and the limits show.
+    Delayed(Vec<u8>),
 }
 
 #[derive(Default)]
@@ -44,6 +46,8 @@ struct ServerState {
     replies: HashMap<String, Reply>,
     /// Each request's key and whether it carried If-None-Match.
     requests: Vec<(String, bool)>,
+    in_flight: usize,
+    most_in_flight: usize,
 }
 
 #[derive(Clone)]
@@ -146,6 +150,16 @@ async fn answer(State(state): State<Arc<Mutex<ServerState>>>, request: Request) 
                 map.insert(name, HeaderValue::from_str(&value).unwrap());
             }
             response
+        }
+        Some(Reply::Delayed(body)) => {
+            {
+                let mut state = state.lock().unwrap();
+                state.in_flight += 1;
+                state.most_in_flight = state.most_in_flight.max(state.in_flight);
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            state.lock().unwrap().in_flight -= 1;
+            Response::new(Body::from(body))
         }
         Some(Reply::Slow(first)) => {
             let chunks = futures::stream::unfold(0u8, move |step| {
@@ -868,6 +882,47 @@ async fn feed_items_become_notices_and_display_form_items_become_meetings() {
             "{}: {:?}",
             db.label,
             again.sources
+        );
+    }
+}
+
+#[tokio::test]
+async fn requests_to_one_host_and_in_all_stay_within_their_limits() {
+    council_digest::telemetry::init_for_tests();
+    let server = TestServer::start().await;
+    let councils = ["adur", "arun", "ashfield", "ashford"];
+    for council in councils {
+        server.set(
+            &format!("/{council}/mgWebService.asmx/GetCommittees"),
+            Reply::Delayed(own("moderngov/GetMeetings_empty.xml")),
+        );
+    }
+    let prefixes: Vec<String> = councils.iter().map(|c| format!("/{c}")).collect();
+    let entries: Vec<(&str, SupportLevel, Option<&str>)> = councils
+        .iter()
+        .zip(&prefixes)
+        .map(|(c, p)| (*c, SupportLevel::Limited, Some(p.as_str())))
+        .collect();
+    let mut settings = settings_for(&server, &entries, &[]);
+    let clock = Clock::fixed(at("2026-03-01T09:00:00Z"));
+    let db = fresh_databases(clock).await.remove(0);
+    db.store
+        .sync_councils(Registry::builtin(), &settings)
+        .await
+        .unwrap();
+
+    // All four councils share the host 127.0.0.1.
+    for (per_host, global, most) in [(1, 16, 1), (3, 2, 2)] {
+        settings.fetch.per_host_concurrency = per_host;
+        settings.fetch.global_concurrency = global;
+        server.state.lock().unwrap().most_in_flight = 0;
+        let report = poll(&db.store, &settings, &councils).await;
+        // Each answer is the wrong document (a meeting list), so each source fails alike.
+        assert_eq!(report.totals().failed, 4);
+        assert_eq!(
+            server.state.lock().unwrap().most_in_flight,
+            most,
+            "{per_host}/{global}"
         );
     }
 }
