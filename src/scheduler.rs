@@ -133,7 +133,9 @@ pub enum TickOutcome {
 
 /// The latest firing of `schedule` at or before `now`.
 pub fn latest_firing(schedule: &CronSchedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let local = (now + chrono::Duration::seconds(1)).with_timezone(&UK_ZONE);
+    // Walking back from the next whole second finds the firings up to and including `now`.
+    let whole = DateTime::from_timestamp(now.timestamp(), 0)?;
+    let local = (whole + chrono::Duration::seconds(1)).with_timezone(&UK_ZONE);
     schedule
         .schedule
         .after(&local)
@@ -377,6 +379,16 @@ mod tests {
                 "{now}"
             );
         }
+    }
+
+    #[test]
+    fn an_every_second_schedule_fires_at_the_current_whole_second() {
+        let every_second: CronSchedule = "* * * * * *".parse().unwrap();
+        let now = at("2026-02-09T07:00:30.600Z");
+        assert_eq!(
+            latest_firing(&every_second, now),
+            Some(at("2026-02-09T07:00:30Z"))
+        );
     }
 
     #[test]
