@@ -114,8 +114,8 @@ async fn build(args: BuildArgs, settings: &Settings) -> anyhow::Result<ExitCode>
     }
     let verb = if args.dry_run { "rendered" } else { "built" };
     let summary = format!(
-        "{week}: {} subscribers, {} digests {verb}, {} queued, {} already built, \
-         {} with only limited councils, {} failed, {} councils read",
+        "{week}: subscribers {}, {verb} {}, queued {}, already built {}, \
+         only limited councils {}, failed {}, councils read {}",
         report.subscribers,
         report.built,
         report.queued,
