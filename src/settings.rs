@@ -452,6 +452,15 @@ impl Settings {
             ));
         }
         check_http_url("web.base_url", &self.web.base_url, &mut problems);
+        if self.web.rate_limit_per_minute == 0 {
+            problems.push("web.rate_limit_per_minute: must be at least 1".to_owned());
+        }
+        if self.web.rate_limit_per_address_per_hour == 0 {
+            problems.push("web.rate_limit_per_address_per_hour: must be at least 1".to_owned());
+        }
+        if self.web.max_body_bytes < 1024 {
+            problems.push("web.max_body_bytes: must be at least 1024".to_owned());
+        }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             problems.push(format!(
                 "mail.from: `{}` is not a valid sender such as `Name <digest@example.org>`",

@@ -275,7 +275,7 @@ pub async fn meeting(
         .documents
         .iter()
         .filter(|d| d.url.starts_with("https://") || d.url.starts_with("http://"))
-        .map(|d| serde_json::json!({"title": d.title, "url": d.url, "published_on": null}))
+        .map(|d| serde_json::json!({"title": d.title, "url": d.url}))
         .collect();
     let url = meeting
         .url
