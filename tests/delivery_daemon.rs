@@ -148,8 +148,7 @@ async fn subscriber_addresses(store: &Store) -> BTreeMap<i64, String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_daemon_killed_mid_batch_and_restarted_sends_every_message_and_repeats_only_those_in_flight()
- {
+async fn killed_mid_batch_and_restarted_the_daemon_sends_all_and_repeats_only_in_flight_mail() {
     const SUBSCRIBERS: usize = 150;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("cd.db").display());
