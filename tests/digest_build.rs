@@ -132,6 +132,32 @@ async fn subscribers_with_only_limited_councils_get_no_digest_unless_the_setting
             (Some(1), 1)
         );
         assert_eq!(contents.limited[0].needed, 24);
+
+        let delivery: i64 = sqlx::query_scalar("SELECT id FROM deliveries")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        let ctx = mail_context(&settings, store.clock());
+        let rendered = council_digest::mail::message::render_delivery(
+            store,
+            &settings,
+            &renderer(),
+            &ctx,
+            delivery,
+        )
+        .await
+        .unwrap();
+        let eml = rendered.message.formatted();
+        let parsed = mail_parser::MessageParser::default().parse(&eml).unwrap();
+        assert_eq!(
+            parsed.subject(),
+            Some("Rutland County Council: support status, week of 9 February 2026 (2026-W07)")
+        );
+        let text = parsed.body_text(0).unwrap();
+        assert!(
+            text.contains("It is 1st of 1 waiting. It needs 24 more subscribers"),
+            "{text}"
+        );
     }
 }
 

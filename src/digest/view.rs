@@ -30,7 +30,8 @@ pub struct DigestView {
     pub week_label: String,
     /// Council names for the subject: `A`, `A and B`, or `A, B and 2 more`.
     pub subject_councils: String,
-    /// `1 meeting`, `no meetings`, `3 meetings (1 cancelled)`.
+    /// `1 meeting`, `no meetings`, `3 meetings (1 cancelled)`; `support status` when every
+    /// council is limited.
     pub meeting_count_label: String,
     /// The window in words: `Monday 2 February to Sunday 15 February 2026`.
     pub window_label: String,
@@ -338,6 +339,10 @@ fn limited_view(block: &LimitedBlock, base_url: &str) -> LimitedView {
 }
 
 fn meeting_count_label(contents: &DigestContents) -> String {
+    // Only limited councils: their meetings are not read, so there is nothing to count.
+    if contents.councils.is_empty() {
+        return "support status".to_owned();
+    }
     let this_week: Vec<&MeetingEntry> = contents
         .councils
         .iter()
