@@ -230,6 +230,11 @@ impl Fetcher {
         })
     }
 
+    /// Requests allowed in flight to one host.
+    pub fn per_host_limit(&self) -> usize {
+        self.settings.per_host_concurrency.max(1)
+    }
+
     fn host_limit(&self, host: &str) -> Arc<Semaphore> {
         let mut hosts = match self.hosts.lock() {
             Ok(hosts) => hosts,

@@ -214,14 +214,21 @@ async fn poll_one(
             next_poll_at: None,
         };
         match poll_and_store(store, settings, fetcher, &target, &mut outcome).await {
-            Ok(()) => {
+            Ok(()) if outcome.new + outcome.changed + outcome.withdrawn > 0 => {
                 tracing::info!(
                     new = outcome.new,
                     changed = outcome.changed,
                     unchanged = outcome.unchanged,
                     withdrawn = outcome.withdrawn,
                     warnings = outcome.warnings.len(),
-                    "source polled"
+                    "source polled with changes"
+                );
+            }
+            Ok(()) => {
+                tracing::debug!(
+                    unchanged = outcome.unchanged,
+                    warnings = outcome.warnings.len(),
+                    "source polled, nothing changed"
                 );
             }
             Err(err) => record_failure(store, settings, &target, &mut outcome, &err).await,
@@ -600,19 +607,32 @@ async fn fetch_moderngov(
                 .map(|w| format!("{}: {w}", committee.title)),
         );
 
-        for listed in &list.meetings {
-            let detail = if full {
+        // Details are fetched a few at a time (the fetcher's per-host limit still applies),
+        // in list order; the first failure fails the source.
+        let details: Vec<Option<moderngov::MeetingDetail>> = if full {
+            futures::stream::iter(list.meetings.iter().map(|listed| {
                 let detail_url = moderngov::meeting_url(&base, &listed.meeting_id);
-                match fetcher.fetch(&detail_url, None, Expect::Xml).await? {
-                    Fetched::Body { bytes, .. } => Some(
-                        moderngov::parse_meeting_detail(&body_text(&bytes), &base)
-                            .map_err(|err| malformed(&detail_url, err))?,
-                    ),
-                    Fetched::NotModified => None,
+                let base = base.as_str();
+                async move {
+                    match fetcher.fetch(&detail_url, None, Expect::Xml).await? {
+                        Fetched::Body { bytes, .. } => {
+                            moderngov::parse_meeting_detail(&body_text(&bytes), base)
+                                .map(Some)
+                                .map_err(|err| malformed(&detail_url, err))
+                        }
+                        Fetched::NotModified => Ok(None),
+                    }
                 }
-            } else {
-                None
-            };
+            }))
+            .buffered(fetcher.per_host_limit())
+            .collect::<Vec<Result<_, SourceError>>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?
+        } else {
+            vec![None; list.meetings.len()]
+        };
+        for (listed, detail) in list.meetings.iter().zip(details) {
             data.meetings.push(moderngov::build_meeting(
                 &base,
                 &committee.external_id,
