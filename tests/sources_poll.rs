@@ -39,6 +39,8 @@ enum Reply {
     Slow(Vec<u8>),
     /// Answers after a pause, so that requests overlap and the limits show.
     Delayed(Vec<u8>),
+    /// A gzip-compressed body with `Content-Encoding: gzip`.
+    Gzip(Vec<u8>),
 }
 
 #[derive(Default)]
@@ -160,6 +162,17 @@ async fn answer(State(state): State<Arc<Mutex<ServerState>>>, request: Request) 
             tokio::time::sleep(Duration::from_millis(150)).await;
             state.lock().unwrap().in_flight -= 1;
             Response::new(Body::from(body))
+        }
+        Some(Reply::Gzip(plain)) => {
+            use std::io::Write;
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(&plain).unwrap();
+            let mut response = Response::new(Body::from(encoder.finish().unwrap()));
+            response
+                .headers_mut()
+                .insert("content-encoding", HeaderValue::from_static("gzip"));
+            response
         }
         Some(Reply::Slow(first)) => {
             let chunks = futures::stream::unfold(0u8, move |step| {
@@ -925,4 +938,46 @@ async fn requests_to_one_host_and_in_all_stay_within_their_limits() {
             "{per_host}/{global}"
         );
     }
+}
+
+#[tokio::test]
+async fn compressed_answers_are_read_and_the_size_cap_applies_after_decompression() {
+    council_digest::telemetry::init_for_tests();
+    let server = TestServer::start().await;
+    server.set(
+        "/planning.ics",
+        Reply::Gzip(own("ical/series_with_overrides.ics")),
+    );
+    // About 100 bytes on the wire, 1 MiB once decompressed.
+    let mut bomb = b"BEGIN:VCALENDAR\r\n".to_vec();
+    bomb.extend(std::iter::repeat_n(b'X', 1024 * 1024));
+    server.set("/bomb.ics", Reply::Gzip(bomb));
+    let settings = settings_for(
+        &server,
+        &[],
+        &[("amber-valley", "/planning.ics"), ("angus", "/bomb.ics")],
+    );
+    let clock = Clock::fixed(at("2026-03-01T09:00:00Z"));
+    let db = fresh_databases(clock).await.remove(0);
+    db.store
+        .sync_councils(Registry::builtin(), &settings)
+        .await
+        .unwrap();
+    let report = poll(&db.store, &settings, &["amber-valley", "angus"]).await;
+    let planning = &report.sources[0];
+    assert_eq!(planning.council.as_str(), "amber-valley");
+    assert_eq!(
+        (planning.status, planning.new),
+        (PollStatus::Stored, 5),
+        "{planning:?}"
+    );
+    let bomb = &report.sources[1];
+    assert_eq!(bomb.status, PollStatus::Failed);
+    assert!(
+        bomb.error
+            .as_deref()
+            .unwrap()
+            .contains("more than 65536 bytes"),
+        "{bomb:?}"
+    );
 }
