@@ -353,23 +353,20 @@ async fn poll_and_store(
     let next_poll_at = schedule.next_after(now);
     outcome.next_poll_at = next_poll_at;
 
-    let mut tx = store.begin_write().await?;
+    // Read before the transaction: on SQLite a second connection wanted while holding the
+    // write lock could wait on connections that are themselves waiting for that lock.
     let mut committee_ids: HashMap<String, i64> = HashMap::new();
-    match &data.committees {
-        Some(committees) => {
-            for committee in committees {
-                let id =
-                    upsert_committee(&mut tx, target.council_id, target.source_id, committee, ts)
-                        .await?;
-                committee_ids.insert(committee.external_id.clone(), id);
-            }
+    if data.committees.is_none() && target.kind == SourceKind::ModernGov {
+        for (id, committee) in store.stored_committees(target.source_id).await? {
+            committee_ids.insert(committee.external_id, id);
         }
-        None if target.kind == SourceKind::ModernGov => {
-            for (id, committee) in store.stored_committees(target.source_id).await? {
-                committee_ids.insert(committee.external_id, id);
-            }
-        }
-        None => {}
+    }
+
+    let mut tx = store.begin_write().await?;
+    for committee in data.committees.iter().flatten() {
+        let id =
+            upsert_committee(&mut tx, target.council_id, target.source_id, committee, ts).await?;
+        committee_ids.insert(committee.external_id.clone(), id);
     }
 
     let mut seen = HashSet::new();
