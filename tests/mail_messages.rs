@@ -251,9 +251,7 @@ fn a_confirmation_has_no_one_click_header_and_keeps_its_link_exact_in_text() {
     );
     assert!(parts[0].1.contains("within 48 hours"), "{}", parts[0].1);
     assert!(
-        parts[1]
-            .1
-            .contains(&confirm_url.replace('&', "&amp;").replace('=', "&#x3D;")),
+        parts[1].1.contains(&confirm_url.replace('&', "&amp;")),
         "{}",
         parts[1].1
     );
@@ -289,7 +287,7 @@ fn a_request_acknowledgement_greets_the_requester_by_name() {
         "{text}"
     );
     let html = parsed.body_html(0).unwrap();
-    assert!(html.contains("Dear Siân O&#x27;Brien,"), "{html}");
+    assert!(html.contains("Dear Siân O&#39;Brien,"), "{html}");
 }
 
 #[test]

@@ -185,6 +185,7 @@ impl Renderer {
 
         let mut html = Handlebars::new();
         html.set_strict_mode(true);
+        html.register_escape_fn(escape_html);
         let mut text = Handlebars::new();
         text.set_strict_mode(true);
         text.register_escape_fn(handlebars::no_escape);
@@ -262,6 +263,25 @@ impl Renderer {
                 detail: err.to_string(),
             })
     }
+}
+
+/// Escapes a value for HTML text and for attribute values in double or single quotes, which
+/// is how every template writes them: `&`, `<`, `>`, `"` and `'`. URLs keep their `=` and `/`
+/// readable (handlebars' default would also escape `=` and backticks, which only matter in
+/// unquoted attributes).
+pub fn escape_html(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len() + raw.len() / 8);
+    for c in raw.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Reads every `*.hbs` file under `dir` (and its `partials/` folder) as relative path and text.
@@ -344,24 +364,25 @@ mod tests {
     }
 
     #[test]
-    fn the_text_registry_leaves_ampersands_and_the_html_one_escapes_them() {
-        let renderer = Renderer::built_in().unwrap();
-        let model = serde_json::json!({"v": "Bath & North East Somerset <x>"});
-        let text = renderer.render_in(&renderer.text, "t", &model).unwrap_err();
-        assert!(matches!(text, MailError::Template { .. }));
-
-        let mut text = Handlebars::new();
-        text.register_escape_fn(handlebars::no_escape);
-        let mut html = Handlebars::new();
-        html.register_template_string("t", "{{v}}").unwrap();
-        text.register_template_string("t", "{{v}}").unwrap();
+    fn the_text_registry_leaves_values_as_they_are_and_the_html_one_escapes_them() {
+        let mut renderer = Renderer::built_in().unwrap();
+        renderer
+            .text
+            .register_template_string("t", "{{v}}")
+            .unwrap();
+        renderer
+            .html
+            .register_template_string("t", "<a href=\"{{v}}\">{{v}}</a>")
+            .unwrap();
+        let model = serde_json::json!({"v": "https://e.gov.uk/?a=1&b='2' <x> \"q\""});
         assert_eq!(
-            text.render("t", &model).unwrap(),
-            "Bath & North East Somerset <x>"
+            renderer.render_in(&renderer.text, "t", &model).unwrap(),
+            "https://e.gov.uk/?a=1&b='2' <x> \"q\""
         );
         assert_eq!(
-            html.render("t", &model).unwrap(),
-            "Bath &amp; North East Somerset &lt;x&gt;"
+            renderer.render_in(&renderer.html, "t", &model).unwrap(),
+            "<a href=\"https://e.gov.uk/?a=1&amp;b=&#39;2&#39; &lt;x&gt; &quot;q&quot;\">\
+             https://e.gov.uk/?a=1&amp;b=&#39;2&#39; &lt;x&gt; &quot;q&quot;</a>"
         );
     }
 
