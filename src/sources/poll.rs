@@ -213,7 +213,11 @@ async fn poll_one(
             error: None,
             next_poll_at: None,
         };
-        match poll_and_store(store, settings, fetcher, &target, &mut outcome).await {
+        let result = poll_and_store(store, settings, fetcher, &target, &mut outcome).await;
+        for warning in &outcome.warnings {
+            tracing::debug!(warning = %warning, "source item skipped or guessed at");
+        }
+        match result {
             Ok(()) if outcome.new + outcome.changed + outcome.withdrawn > 0 => {
                 tracing::info!(
                     new = outcome.new,
