@@ -5,7 +5,8 @@
 mod web_support;
 
 use council_digest::tokens::LinkPurpose;
-use web_support::spawn_apps;
+use web_support::smtp::FaultMode;
+use web_support::{spawn_apps, spawn_apps_with_smtp};
 
 /// A limited council in the registry (every council starts limited).
 const COUNCIL: &str = "wolverhampton";
@@ -322,6 +323,42 @@ async fn an_enablement_request_is_recorded_for_operators_and_acknowledged_by_mai
                 .unwrap()
                 .contains("Dear Alex Reporter,")
         );
+        app.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_confirmation_the_mail_server_refuses_asks_to_try_again_and_keeps_the_subscription() {
+    for app in spawn_apps_with_smtp(FaultMode::Reject, |_| {}).await {
+        let page = app.subscribe(COUNCIL, "bounce@example.org").await;
+        assert_eq!(page.status, 503, "{}", app.label);
+        assert!(
+            page.text()
+                .contains("We could not send the e-mail just now")
+        );
+        assert_eq!(
+            app.states_of("bounce@example.org").await,
+            [format!("{COUNCIL}:pending")]
+        );
+        assert_eq!(app.smtp.events()[0].outcome, "rejected-550");
+
+        // A request is recorded even when its acknowledgement cannot be sent.
+        let (_, cookie, guard) = app.open_form(&format!("/councils/{COUNCIL}")).await;
+        let page = app
+            .post_form(
+                &format!("/councils/{COUNCIL}/request"),
+                Some(&cookie),
+                &[
+                    ("guard", &guard),
+                    ("name", "Alex"),
+                    ("email", "alex@example.com"),
+                    ("message", "Please."),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.text().contains("the request is recorded all the same"));
+        assert_eq!(app.count("enablement_requests").await, 1);
         app.stop().await;
     }
 }

@@ -66,6 +66,11 @@ async fn the_search_finds_councils_by_part_of_their_name_with_support_and_queue_
         );
         let page = app.get("/").await;
         assert_eq!(page.body.matches("<th scope=\"row\">").count(), 382);
+        for path in ["/councils/no-such-council", "/councils/Not%20A%20Slug"] {
+            let page = app.get(path).await;
+            assert_eq!(page.status, 404, "{path}");
+            assert!(page.body.contains("The council you asked for does not exist"));
+        }
         app.stop().await;
     }
 }

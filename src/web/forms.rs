@@ -297,8 +297,10 @@ fn validate_subscribe(
 }
 
 fn mail_failed(subscriber_id: i64, err: &dyn std::error::Error) -> WebError {
-    tracing::error!(subscriber_id, error = %error_chain(err), "cannot send a form's e-mail");
-    WebError::Internal("the e-mail could not be sent".to_owned())
+    // An SMTP reply often quotes the recipient: the log gets it without addresses.
+    let error = crate::mail::transport::redact_addresses(&error_chain(err));
+    tracing::error!(subscriber_id, %error, "cannot send a form's e-mail");
+    WebError::MailUnsent
 }
 
 fn subscription_failed(err: SubscriptionError) -> WebError {
@@ -385,18 +387,27 @@ pub async fn request(
             .await
             .map_err(|err| WebError::Internal(error_chain(&err)))?;
     tracing::info!(request_id = created.id, council = %council.slug, "enablement request recorded");
-    state
+    let acknowledged = match state
         .mailer()
         .send_request_ack(&request.email, &request.name, &council)
         .await
-        .map_err(|err| {
-            tracing::error!(
-                request_id = created.id,
-                error = %error_chain(&err),
-                "cannot acknowledge an enablement request"
-            );
-            WebError::Internal("the acknowledgement could not be sent".to_owned())
-        })?;
+    {
+        Ok(()) => format!(
+            "We have sent an acknowledgement to {}, and will write again when the request is \
+             decided.",
+            request.email
+        ),
+        Err(err) => {
+            // The request is recorded; asking again would only make a duplicate.
+            let error = crate::mail::transport::redact_addresses(&error_chain(&err));
+            tracing::error!(request_id = created.id, %error, "cannot acknowledge a request");
+            format!(
+                "We could not send the acknowledgement to {} just now, but the request is \
+                 recorded all the same, and we will write when it is decided.",
+                request.email
+            )
+        }
+    };
 
     let html = message_page(
         &state,
@@ -407,11 +418,7 @@ pub async fn request(
                  will look at it.",
                 council.name
             ),
-            format!(
-                "We have sent an acknowledgement to {}, and will write again when the request \
-                 is decided.",
-                request.email
-            ),
+            acknowledged,
         ],
         &[(
             format!("/councils/{}", council.slug),

@@ -127,6 +127,8 @@ pub enum WebError {
     BadForm(String),
     #[error("the form's security check failed")]
     Forged,
+    #[error("the e-mail could not be sent")]
+    MailUnsent,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -165,6 +167,13 @@ impl IntoResponse for WebError {
                  reload the page and send the form again."
                     .to_owned(),
             ),
+            WebError::MailUnsent => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The e-mail could not be sent",
+                "We could not send the e-mail just now. Please send the form again in a few \
+                 minutes."
+                    .to_owned(),
+            ),
             WebError::Store(_) | WebError::View(_) | WebError::Internal(_) => {
                 tracing::error!(error = %error_chain(&self), "request failed");
                 (
@@ -196,7 +205,9 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// The client's address, when the server was started with connection info.
+/// The client's address, when the server was started with connection info ([`serve`] does).
+/// Without it (the bare [`router`] served some other way) every client reads as 0.0.0.0 and
+/// so shares one rate limit.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub IpAddr);
 

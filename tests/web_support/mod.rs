@@ -50,16 +50,28 @@ pub struct TestApp {
 
 /// Starts one application per test database; `adjust` changes the settings first.
 pub async fn spawn_apps(adjust: impl Fn(&mut Settings)) -> Vec<TestApp> {
+    spawn_apps_with_smtp(smtp::FaultMode::Accept, adjust).await
+}
+
+/// As [`spawn_apps`], with the SMTP server answering in `mode`.
+pub async fn spawn_apps_with_smtp(
+    mode: smtp::FaultMode,
+    adjust: impl Fn(&mut Settings),
+) -> Vec<TestApp> {
     council_digest::telemetry::init_for_tests();
     let mut apps = Vec::new();
     for db in fresh_databases(clock()).await {
-        apps.push(spawn_app(db, &adjust).await);
+        apps.push(spawn_app(db, mode, &adjust).await);
     }
     apps
 }
 
-async fn spawn_app(db: TestDatabase, adjust: &impl Fn(&mut Settings)) -> TestApp {
-    let smtp = smtp::SmtpServer::start(smtp::FaultMode::Accept);
+async fn spawn_app(
+    db: TestDatabase,
+    mode: smtp::FaultMode,
+    adjust: &impl Fn(&mut Settings),
+) -> TestApp {
+    let smtp = smtp::SmtpServer::start(mode);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let base_url = format!("http://{addr}");
