@@ -50,6 +50,7 @@ struct ServerState {
     requests: Vec<(String, bool)>,
     in_flight: usize,
     most_in_flight: usize,
+    user_agents: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone)]
@@ -123,6 +124,13 @@ async fn answer(State(state): State<Arc<Mutex<ServerState>>>, request: Request) 
     let reply = {
         let mut state = state.lock().unwrap();
         state.requests.push((key.clone(), if_none_match.is_some()));
+        if let Some(agent) = request
+            .headers()
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+        {
+            state.user_agents.insert(agent.to_owned());
+        }
         state.replies.get(&key).cloned()
     };
     let mut response = match reply {
@@ -735,6 +743,31 @@ async fn each_failure_is_recorded_against_its_own_source_and_the_others_are_unaf
         .unwrap();
         let polled: Vec<&str> = due.sources.iter().map(|s| s.council.as_str()).collect();
         assert_eq!(polled, ["adur", "adur"], "{}", db.label);
+
+        // Once the waits are over (at most 20 s after two failures, 120 s for Retry-After),
+        // every failing source is tried again: a failing source is never given up on.
+        clock.set(at("2026-03-01T10:05:00Z"));
+        let due = poll_sources(
+            store,
+            &settings,
+            &PollFilter {
+                councils: names.iter().map(|c| slug(c)).collect(),
+                support: None,
+                due_only: true,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(due.sources.len(), 7, "{}", db.label);
+        assert_eq!(due.totals().failed, 5, "{}", db.label);
+
+        let agents = server.state.lock().unwrap().user_agents.clone();
+        assert_eq!(
+            agents,
+            [settings.fetch.user_agent.clone()].into(),
+            "{}",
+            db.label
+        );
     }
 }
 
