@@ -405,3 +405,76 @@ async fn the_web_view_of_a_digest_has_its_links_but_none_to_itself() {
         council_digest::mail::MailError::NotFound(_)
     ));
 }
+
+#[tokio::test]
+async fn a_council_promoted_since_the_last_digest_lists_no_changes_and_the_others_do() {
+    let clock = Clock::fixed(at("2026-01-26T12:00:00Z"));
+    let db = council_digest::store::testing::fresh_sqlite(clock.clone()).await;
+    let store = &db.store;
+    let (promoted, p_src) = add_council(store, "bury", "Bury Council", "full").await;
+    let (steady, s_src) = add_council(store, "leeds", "Leeds City Council", "full").await;
+    add_subscriber(store, "a@example.org", "resident", &[promoted, steady]).await;
+    let settings = settings();
+    let ctx = mail_context(&settings, &clock);
+    let build = |week: &'static str| {
+        let (settings, ctx) = (&settings, &ctx);
+        async move {
+            build_week(
+                store,
+                settings,
+                &renderer(),
+                ctx,
+                week.parse().unwrap(),
+                None,
+                BuildMode::Queue,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let first = meeting("b1", "Cabinet", date(2026, 2, 10), Some(time(18, 0)));
+    let second = meeting(
+        "l1",
+        "Executive Board",
+        date(2026, 2, 11),
+        Some(time(13, 0)),
+    );
+    put_meeting(store, promoted, p_src, &first).await;
+    put_meeting(store, steady, s_src, &second).await;
+
+    clock.set(at("2026-02-02T07:00:00Z"));
+    build("2026-W06").await;
+
+    clock.set(at("2026-02-04T12:00:00Z"));
+    sqlx::query("UPDATE councils SET support_changed_at = $1 WHERE id = $2")
+        .bind(clock.now_ts())
+        .bind(promoted)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    for (council, source, mut changed) in [(promoted, p_src, first), (steady, s_src, second)] {
+        changed.location = Some("Civic Centre".to_owned());
+        put_meeting(store, council, source, &changed).await;
+    }
+
+    clock.set(at("2026-02-09T07:00:00Z"));
+    build("2026-W07").await;
+    let row: String = sqlx::query_scalar("SELECT contents FROM digests WHERE week = '2026-W07'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let contents: council_digest::digest::contents::DigestContents =
+        serde_json::from_str(&row).unwrap();
+    let changes: Vec<(&str, usize)> = contents
+        .councils
+        .iter()
+        .map(|c| (c.name.as_str(), c.changes.len()))
+        .collect();
+    assert_eq!(changes, [("Bury Council", 0), ("Leeds City Council", 1)]);
+    assert_eq!(
+        contents.councils[1].changes[0].change,
+        council_digest::digest::contents::Change::Location {
+            from: Some("Guildhall, High Street".to_owned())
+        }
+    );
+}

@@ -18,8 +18,11 @@ use crate::store::meetings::{AgendaItem, ChangeKind, Meeting, MeetingChange};
 /// older than this is told only of the changes of this period.
 pub const CHANGES_LOOKBACK_DAYS: i64 = 35;
 
-/// Changes listed per council at most; the rest are summed up in one line.
+/// Changes listed per council at most (the meetings themselves still show every mark).
 pub const MAX_CHANGE_LINES: usize = 12;
+
+/// Feed notices listed per council at most, newest first.
+pub const MAX_NOTICES: usize = 8;
 
 /// The days a digest covers, in UK local dates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,13 +68,21 @@ pub struct CouncilWeek {
     pub section: CouncilSection,
     /// Changes since the lookback, oldest first.
     pub changes: Vec<ChangeEntry>,
+    /// When the council last changed support level (epoch seconds).
+    pub support_changed_at: Option<i64>,
 }
 
 impl CouncilWeek {
     /// The section for a subscriber whose previous digest was built at `since`.
     pub fn section_since(&self, since: Option<i64>) -> CouncilSection {
         let mut section = self.section.clone();
-        if let Some(since) = since {
+        // Just promoted: its whole detail arrived at once, so "what changed" would list every
+        // meeting; the subscriber has not had it in full before, so all of it is news anyway.
+        let promoted_since = matches!(
+            (self.support_changed_at, since),
+            (Some(changed), Some(since)) if changed > since
+        );
+        if let (Some(since), false) = (since, promoted_since) {
             section.changes = collapse_changes(
                 self.changes
                     .iter()
@@ -149,6 +160,7 @@ pub async fn load_council_week(
             source_failing_since,
             notices: notices
                 .into_iter()
+                .take(MAX_NOTICES)
                 .map(|notice| NoticeEntry {
                     title: notice.title,
                     link: notice.link,
@@ -157,6 +169,7 @@ pub async fn load_council_week(
                 .collect(),
         },
         changes: change_entries,
+        support_changed_at: council.support_changed_at,
     })
 }
 
