@@ -194,7 +194,7 @@ pub async fn render_council(
             "name": council.name,
             "council_type": humane_type(&council.council_type),
             "nation": council.nation,
-            "base_url": council.base_url,
+            "base_url": council.base_url.as_deref().filter(|u| is_web_url(u)),
         },
         "limited": limited,
         "standing": standing,
@@ -206,6 +206,11 @@ pub async fn render_council(
     });
     let html = state.views().page("council", &council.name, &data)?;
     Ok(session.attach((status, Html(html)).into_response()))
+}
+
+/// Whether a link from council data may be printed: http(s) only, never `javascript:`.
+fn is_web_url(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("http://")
 }
 
 /// A registry council type such as `metropolitan-district` in words: `Metropolitan district`.
@@ -274,13 +279,10 @@ pub async fn meeting(
     let documents: Vec<serde_json::Value> = meeting
         .documents
         .iter()
-        .filter(|d| d.url.starts_with("https://") || d.url.starts_with("http://"))
+        .filter(|d| is_web_url(&d.url))
         .map(|d| serde_json::json!({"title": d.title, "url": d.url}))
         .collect();
-    let url = meeting
-        .url
-        .clone()
-        .filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+    let url = meeting.url.clone().filter(|u| is_web_url(u));
 
     let data = serde_json::json!({
         "council": {"slug": council.slug.as_str(), "name": council.name},
