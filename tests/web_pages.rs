@@ -69,7 +69,10 @@ async fn the_search_finds_councils_by_part_of_their_name_with_support_and_queue_
         for path in ["/councils/no-such-council", "/councils/Not%20A%20Slug"] {
             let page = app.get(path).await;
             assert_eq!(page.status, 404, "{path}");
-            assert!(page.body.contains("The council you asked for does not exist"));
+            assert!(
+                page.body
+                    .contains("The council you asked for does not exist")
+            );
         }
         app.stop().await;
     }
@@ -368,4 +371,82 @@ async fn source_id(app: &TestApp) -> i64 {
     .unwrap()
     .try_get(0)
     .unwrap()
+}
+
+/// Manchester's `GetMeeting` answer for meeting 4967, captured from the committee system.
+const REAL_MEETING: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/fixtures/real/moderngov-ws/manchester_GetMeeting_4967_with_minutes_and_docs.xml"
+);
+
+#[tokio::test]
+async fn a_real_moderngov_meeting_renders_with_its_agenda_text_and_documents() {
+    let Ok(xml) = std::fs::read_to_string(REAL_MEETING) else {
+        eprintln!("skipped: {REAL_MEETING} is not present");
+        return;
+    };
+    let base = "https://democracy.manchester.gov.uk";
+    let parsed = council_digest::sources::moderngov::parse_meeting_detail(&xml, base).unwrap();
+    for app in spawn_apps(|_| {}).await {
+        let council = app
+            .store
+            .council_by_slug(&"manchester".parse::<CouncilSlug>().unwrap())
+            .await
+            .unwrap();
+        let source_id: i64 = sqlx::query("SELECT id FROM sources WHERE council_id = $1")
+            .bind(council.id)
+            .fetch_one(app.store.pool())
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        // 10/02/2026 at "10.00 am", in GMT.
+        let meeting = NewMeeting {
+            external_id: parsed.meeting_id.clone(),
+            committee_external_id: None,
+            committee_title: "Audit Committee".into(),
+            title: "Audit Committee".into(),
+            local_date: NaiveDate::from_ymd_opt(2026, 2, 10).unwrap(),
+            local_time: chrono::NaiveTime::from_hms_opt(10, 0, 0),
+            timezone: "Europe/London".into(),
+            starts_at: Utc.with_ymd_and_hms(2026, 2, 10, 10, 0, 0).unwrap(),
+            ends_at: None,
+            all_day: false,
+            status: parsed.status.clone().unwrap(),
+            location: parsed.location.clone(),
+            url: Some(format!("{base}/ieListDocuments.aspx?MId=4967")),
+            parse_warning: None,
+            detail: DetailState::Fetched(parsed.detail.clone()),
+        };
+        let mut tx = app.store.begin_write().await.unwrap();
+        let (id, _) = upsert_meeting(&mut tx, council.id, source_id, None, &meeting, 0)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let page = app.get(&format!("/meetings/{id}")).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let text = page.text();
+        assert!(
+            text.contains("<dd>Tuesday 10 February 2026, 10:00am</dd>"),
+            "{text}"
+        );
+        assert!(text.contains("<dd>Confirmed</dd>"));
+        assert!(text.contains("Council Antechamber, Level 2, Town Hall Extension"));
+        assert!(text.contains("<h3>1. Minutes</h3>"), "{text}");
+        assert!(text.contains("Work Programme"));
+        assert!(text.contains(
+            "To approve as a correct record the minutes of the meeting held on 25 November 2025."
+        ));
+        assert!(
+            !page.body.contains("style=\""),
+            "Word's inline styles are removed"
+        );
+        assert!(text.contains(
+            "<a href=\"https://democracy.manchester.gov.uk/mgConvert2PDF.aspx?ID&#x3D;60860\" \
+             rel=\"noreferrer noopener\">6 - CHAIR APPROVED Minutes Audit Committee 25 Nov \
+             2025</a>"
+        ));
+        app.stop().await;
+    }
 }
