@@ -201,7 +201,10 @@ async fn the_manchester_captures_give_the_audit_committee_in_w07_and_the_cancell
         )
         .await;
         assert!(
-            text.contains("Tuesday 13 January 2026\n* 10.00 am  Audit Committee\n"),
+            text.contains(
+                "Tuesday 13 January 2026\n\
+                 * 10.00 am  Audit Committee - Tuesday, 13th January, 2026 10.00 am\n"
+            ),
             "{text}"
         );
         assert!(text.contains("  Status: CANCELLED\n"), "{text}");
@@ -268,7 +271,10 @@ async fn the_manchester_captures_give_the_audit_committee_in_w07_and_the_cancell
         )
         .await;
         assert!(
-            text.contains("Tuesday 10 February 2026\n* 10.00 am  Audit Committee\n"),
+            text.contains(
+                "Tuesday 10 February 2026\n\
+                 * 10.00 am  Audit Committee - Tuesday, 10th February, 2026 10.00 am\n"
+            ),
             "{text}"
         );
         assert!(text.contains("  Status: Confirmed\n"), "{text}");

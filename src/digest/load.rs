@@ -123,13 +123,13 @@ pub async fn load_council_week(
 
     let mut known: HashMap<i64, (String, NaiveDate)> = meetings
         .iter()
-        .map(|m| (m.id, (shown_title(m), m.local_date)))
+        .map(|m| (m.id, (m.title.clone(), m.local_date)))
         .collect();
     let mut change_entries = Vec::with_capacity(changes.len());
     for change in changes.iter().filter(|c| c.seen_at <= now) {
         if !known.contains_key(&change.meeting_id) {
             let meeting = store.meeting(change.meeting_id).await?;
-            known.insert(meeting.id, (shown_title(&meeting), meeting.local_date));
+            known.insert(meeting.id, (meeting.title.clone(), meeting.local_date));
         }
         let Some((title, date)) = known.get(&change.meeting_id) else {
             continue;
@@ -239,7 +239,7 @@ fn collapse_changes(changes: Vec<ChangeEntry>) -> Vec<ChangeEntry> {
 fn meeting_entry(meeting: &Meeting, extract_chars: usize) -> MeetingEntry {
     MeetingEntry {
         meeting_id: meeting.id,
-        title: shown_title(meeting),
+        title: meeting.title.clone(),
         committee: meeting.committee_title.clone(),
         local_date: meeting.local_date,
         local_time: if meeting.all_day {
@@ -270,22 +270,6 @@ fn meeting_entry(meeting: &Meeting, extract_chars: usize) -> MeetingEntry {
                 url: doc.url.clone(),
             })
             .collect(),
-    }
-}
-
-/// The meeting's display title, without the date and time a committee system appends to it
-/// (`Audit Committee - Tuesday, 10th February, 2026 10.00 am`): the digest prints those beside
-/// it already.
-fn shown_title(meeting: &Meeting) -> String {
-    let generated = crate::sources::uktime::display_title(
-        &meeting.committee_title,
-        meeting.local_date,
-        meeting.local_time,
-    );
-    if meeting.title == generated && !meeting.committee_title.trim().is_empty() {
-        meeting.committee_title.trim().to_owned()
-    } else {
-        meeting.title.clone()
     }
 }
 
