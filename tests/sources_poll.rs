@@ -89,6 +89,11 @@ impl TestServer {
         self.set(key, Reply::Document { body, etag });
     }
 
+    fn requests_to(&self, key: &str) -> usize {
+        let state = self.state.lock().unwrap();
+        state.requests.iter().filter(|(k, _)| k == key).count()
+    }
+
     fn conditional_requests(&self, key: &str) -> usize {
         let state = self.state.lock().unwrap();
         state
@@ -318,6 +323,7 @@ async fn manchester_meetings_are_stored_and_a_second_poll_of_the_same_data_write
             .unwrap();
         let council = store.council_by_slug(&slug("manchester")).await.unwrap();
 
+        let lists_before = server.requests_to("/manchester/mgWebService.asmx/GetMeetings#144");
         let first = poll(store, &settings, &["manchester"]).await;
         assert_eq!(first.sources.len(), 1, "{}", db.label);
         let outcome = &first.sources[0];
@@ -435,6 +441,15 @@ async fn manchester_meetings_are_stored_and_a_second_poll_of_the_same_data_write
         let health = store.council_sources(council.id).await.unwrap();
         assert_eq!(health[0].last_success_at, Some(at("2026-02-01T10:00:00Z")));
         assert_eq!(health[0].consecutive_failures, 0);
+        // The expired committee (312) was not asked for its meetings.
+        assert_eq!(
+            server.requests_to("/manchester/mgWebService.asmx/GetMeetings#312"),
+            0
+        );
+        assert_eq!(
+            server.requests_to("/manchester/mgWebService.asmx/GetMeetings#144") - lists_before,
+            2
+        );
     }
 }
 
@@ -620,6 +635,15 @@ async fn each_failure_is_recorded_against_its_own_source_and_the_others_are_unaf
             good.error
         );
         assert_eq!(good.new, 2, "{}", db.label);
+        // Limited support: the meeting list only, no meeting details; no deleted committee.
+        assert_eq!(
+            server.requests_to("/good/mgWebService.asmx/GetMeeting#501"),
+            0
+        );
+        assert_eq!(
+            server.requests_to("/good/mgWebService.asmx/GetMeetings#8"),
+            0
+        );
         let calendar = by_council(&report, "adur", "ical");
         assert_eq!(
             calendar.status,
@@ -1013,4 +1037,55 @@ async fn compressed_answers_are_read_and_the_size_cap_applies_after_decompressio
             .contains("more than 65536 bytes"),
         "{bomb:?}"
     );
+}
+
+#[tokio::test]
+async fn a_redirect_to_anything_but_http_or_https_is_not_followed() {
+    let server = TestServer::start().await;
+    for (path, target) in [
+        ("/to-file", "file:///etc/passwd".to_owned()),
+        ("/to-ftp", "ftp://example.org/x.ics".to_owned()),
+    ] {
+        server.set(
+            path,
+            Reply::Status {
+                status: 302,
+                headers: vec![("location", target)],
+                body: String::new(),
+            },
+        );
+    }
+    server.document("/fine.ics", own("ical/series_with_overrides.ics"));
+    server.set(
+        "/to-fine",
+        Reply::Status {
+            status: 301,
+            headers: vec![("location", format!("{}/fine.ics", server.base))],
+            body: String::new(),
+        },
+    );
+    let mut settings = Settings::defaults().fetch;
+    settings.allow_private_networks = true;
+    settings.allow_file_urls = true;
+    let fetcher = council_digest::sources::fetch::Fetcher::new(&settings).unwrap();
+    let calendar = council_digest::sources::fetch::Expect::Calendar;
+    for path in ["/to-file", "/to-ftp"] {
+        let result = fetcher
+            .fetch(&format!("{}{path}", server.base), None, calendar)
+            .await;
+        let err = result.unwrap_err().to_string();
+        // Not followed: the redirect itself is the (failed) answer.
+        assert!(
+            err.contains("HTTP 302") || err.contains("redirect"),
+            "{path}: {err}"
+        );
+    }
+    let followed = fetcher
+        .fetch(&format!("{}/to-fine", server.base), None, calendar)
+        .await
+        .unwrap();
+    assert!(matches!(
+        followed,
+        council_digest::sources::fetch::Fetched::Body { .. }
+    ));
 }
