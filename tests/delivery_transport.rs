@@ -219,3 +219,54 @@ async fn a_pooled_connection_the_server_closed_is_replaced_for_the_next_send() {
     assert_eq!(received.len(), 2);
     assert_eq!(received[1].rcpt_tos, vec!["second@example.org".to_owned()]);
 }
+
+#[tokio::test]
+async fn a_server_that_refuses_the_connection_is_a_transient_failure() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut settings = Settings::defaults();
+    settings.smtp.host = "127.0.0.1".to_owned();
+    settings.smtp.port = port;
+    let transport = Transport::from_settings(&settings).unwrap();
+
+    let result = transport
+        .send(&message("reader@example.org", "Nobody listens"))
+        .await;
+
+    assert!(
+        matches!(&result, Err(SendError::Transient(detail)) if detail.contains("connect")),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn messages_on_one_pooled_connection_do_not_wait_for_delayed_acks() {
+    let server = SmtpServer::start(FaultMode::Accept);
+    let mut settings = smtp_settings(&server, 5);
+    settings.smtp.pool_size = 1;
+    let transport = Transport::from_settings(&settings).unwrap();
+    let mail = message("reader@example.org", "Back to back");
+    transport.send(&mail).await.unwrap();
+
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        transport.send(&mail).await.unwrap();
+    }
+    let elapsed = started.elapsed();
+
+    // With Nagle's algorithm on, each message waits ~40 ms for the server's delayed ACK:
+    // 20 messages would take at least 800 ms.
+    assert!(
+        elapsed < Duration::from_millis(600),
+        "20 sends took {elapsed:?}"
+    );
+    assert_eq!(server.messages().len(), 21);
+    assert_eq!(
+        server.connections_closed(),
+        1,
+        "one connection (besides the start probe)"
+    );
+}

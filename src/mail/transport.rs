@@ -8,17 +8,27 @@
 //! timeouts, dropped connections, network and TLS trouble: try again later) or
 //! [`SendError::Permanent`] (5xx replies and messages the client itself refuses: give up).
 //!
-//! Connections the server closed are not reused: lettre tests a pooled connection (NOOP)
-//! before lending it and drops one that broke during a command. A send cut short by the
-//! overall timeout leaves its connection in an unknown state, so the whole pool is replaced
-//! then; sends already in flight on the old pool finish on it.
+//! Plain and STARTTLS connections come from a small pool of lettre connections
+//! ([`AsyncSmtpConnection`]) opened on sockets with `TCP_NODELAY`. lettre 0.11.23 leaves Nagle's
+//! algorithm on, and since it writes a message's final `.` line separately from the body,
+//! every message then waits for the server's delayed ACK (40 ms on Linux): at most 25 messages
+//! a second per connection. The fix is merged upstream (lettre PR #1159) but not released;
+//! implicit TLS (`smtp.tls = "tls"`) still goes through lettre's own pool and pays that delay
+//! (TODO(#6): use lettre's pool for every mode once a release sets TCP_NODELAY).
+//!
+//! Connections the server closed are not reused: a parked connection is tested (NOOP) before
+//! it is lent, and one that failed or was cut short by the timeout is dropped, never parked.
+//! In lettre's pool (implicit TLS) a send cut short by the timeout leaves its connection in an
+//! unknown state, so that whole pool is replaced then; sends in flight on it finish on it.
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::transport::smtp::{self, PoolConfig};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
@@ -146,11 +156,121 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// An SMTP relay behind a connection pool that is replaced after a send timed out.
+/// An SMTP relay and its open connections.
 pub struct SmtpRelay {
     settings: SmtpSettings,
     timeout: Duration,
-    current: RwLock<Arc<AsyncSmtpTransport<Tokio1Executor>>>,
+    connections: Connections,
+}
+
+enum Connections {
+    /// Plain or STARTTLS: our pool of lettre connections on `TCP_NODELAY` sockets.
+    Direct(DirectPool),
+    /// Implicit TLS: lettre's pool, replaced after a send timed out.
+    Lettre(RwLock<Arc<AsyncSmtpTransport<Tokio1Executor>>>),
+}
+
+/// At most `slots` connections at once; idle ones are parked for the next send.
+struct DirectPool {
+    host: String,
+    port: u16,
+    starttls: Option<TlsParameters>,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    slots: tokio::sync::Semaphore,
+    idle: std::sync::Mutex<Vec<AsyncSmtpConnection>>,
+}
+
+/// Why a direct connection could not be opened or used.
+enum DirectError {
+    Connect(std::io::Error),
+    Smtp(smtp::Error),
+}
+
+impl DirectPool {
+    fn new(smtp: &SmtpSettings, starttls: Option<TlsParameters>) -> DirectPool {
+        DirectPool {
+            host: smtp.host.trim().to_owned(),
+            port: smtp.port,
+            starttls,
+            credentials: credentials(smtp),
+            hello: ClientId::default(),
+            slots: tokio::sync::Semaphore::new(smtp.pool_size.max(1) as usize),
+            idle: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends on a parked connection that still answers, or on a new one. Cancel-safe: a send
+    /// dropped midway drops its connection with it.
+    async fn send_raw(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), DirectError> {
+        let _slot = self.slots.acquire().await;
+        let mut conn = match self.take_idle() {
+            Some(mut parked) => {
+                if parked.test_connected().await {
+                    parked
+                } else {
+                    parked.abort().await;
+                    self.connect().await?
+                }
+            }
+            None => self.connect().await?,
+        };
+        match conn.send(envelope, bytes).await {
+            Ok(_response) if !conn.has_broken() => {
+                self.park(conn);
+                Ok(())
+            }
+            Ok(_response) => Ok(()),
+            Err(err) => {
+                conn.abort().await;
+                Err(DirectError::Smtp(err))
+            }
+        }
+    }
+
+    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+        match self.idle.lock() {
+            Ok(mut idle) => idle.pop(),
+            Err(poisoned) => poisoned.into_inner().pop(),
+        }
+    }
+
+    fn park(&self, conn: AsyncSmtpConnection) {
+        match self.idle.lock() {
+            Ok(mut idle) => idle.push(conn),
+            Err(poisoned) => poisoned.into_inner().push(conn),
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, DirectError> {
+        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(DirectError::Connect)?;
+        stream.set_nodelay(true).map_err(DirectError::Connect)?;
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+            .await
+            .map_err(DirectError::Smtp)?;
+        if let Some(tls) = &self.starttls {
+            conn.starttls(tls.clone(), &self.hello)
+                .await
+                .map_err(DirectError::Smtp)?;
+        }
+        if let Some(credentials) = &self.credentials {
+            conn.auth(DEFAULT_MECHANISMS, credentials)
+                .await
+                .map_err(DirectError::Smtp)?;
+        }
+        Ok(conn)
+    }
+}
+
+fn credentials(smtp: &SmtpSettings) -> Option<Credentials> {
+    (!smtp.username.is_empty()).then(|| {
+        Credentials::new(
+            smtp.username.clone(),
+            smtp.password.expose_secret().to_owned(),
+        )
+    })
 }
 
 /// `.eml` files in a folder, one per message.
@@ -177,11 +297,21 @@ impl Transport {
                 timeout,
             })));
         }
-        let pool = build_pool(&settings.smtp, timeout)?;
+        let connections = match settings.smtp.tls {
+            TlsMode::None => Connections::Direct(DirectPool::new(&settings.smtp, None)),
+            TlsMode::Starttls => {
+                let tls = tls_parameters(&settings.smtp.host)?;
+                Connections::Direct(DirectPool::new(&settings.smtp, Some(tls)))
+            }
+            TlsMode::Tls => {
+                let pool = build_pool(&settings.smtp, timeout)?;
+                Connections::Lettre(RwLock::new(Arc::new(pool)))
+            }
+        };
         Ok(Transport::Smtp(Arc::new(SmtpRelay {
             settings: settings.smtp.clone(),
             timeout,
-            current: RwLock::new(Arc::new(pool)),
+            connections,
         })))
     }
 
@@ -224,34 +354,54 @@ impl Transport {
 }
 
 impl SmtpRelay {
-    async fn send_raw(
-        &self,
-        envelope: &lettre::address::Envelope,
-        bytes: &[u8],
-    ) -> Result<(), SendError> {
-        let pool = match self.current.read() {
-            Ok(current) => Arc::clone(&current),
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+    async fn send_raw(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
+        let timed_out = || {
+            send_error(
+                SmtpFailure::Timeout,
+                format!("no answer from the SMTP server within {:?}", self.timeout),
+            )
         };
-        match tokio::time::timeout(self.timeout, pool.send_raw(envelope, bytes)).await {
-            Ok(Ok(_response)) => Ok(()),
-            Ok(Err(err)) => Err(send_error(failure_of(&err), err.to_string())),
-            Err(_) => {
-                self.replace_pool(&pool);
-                Err(send_error(
-                    SmtpFailure::Timeout,
-                    format!("no answer from the SMTP server within {:?}", self.timeout),
-                ))
+        match &self.connections {
+            Connections::Direct(pool) => {
+                match tokio::time::timeout(self.timeout, pool.send_raw(envelope, bytes)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(DirectError::Connect(err))) => Err(send_error(
+                        SmtpFailure::Connection,
+                        format!("cannot connect to {}:{}: {err}", pool.host, pool.port),
+                    )),
+                    Ok(Err(DirectError::Smtp(err))) => {
+                        Err(send_error(failure_of(&err), err.to_string()))
+                    }
+                    Err(_) => Err(timed_out()),
+                }
+            }
+            Connections::Lettre(current) => {
+                let pool = match current.read() {
+                    Ok(current) => Arc::clone(&current),
+                    Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+                };
+                match tokio::time::timeout(self.timeout, pool.send_raw(envelope, bytes)).await {
+                    Ok(Ok(_response)) => Ok(()),
+                    Ok(Err(err)) => Err(send_error(failure_of(&err), err.to_string())),
+                    Err(_) => {
+                        self.replace_pool(current, &pool);
+                        Err(timed_out())
+                    }
+                }
             }
         }
     }
 
-    /// Swaps in a fresh pool unless another send already replaced `stale`.
-    fn replace_pool(&self, stale: &Arc<AsyncSmtpTransport<Tokio1Executor>>) {
+    /// Swaps in a fresh lettre pool unless another send already replaced `stale`.
+    fn replace_pool(
+        &self,
+        current: &RwLock<Arc<AsyncSmtpTransport<Tokio1Executor>>>,
+        stale: &Arc<AsyncSmtpTransport<Tokio1Executor>>,
+    ) {
         let Ok(fresh) = build_pool(&self.settings, self.timeout) else {
             return;
         };
-        let mut current = match self.current.write() {
+        let mut current = match current.write() {
             Ok(current) => current,
             Err(poisoned) => poisoned.into_inner(),
         };
@@ -262,32 +412,31 @@ impl SmtpRelay {
     }
 }
 
+fn tls_parameters(host: &str) -> Result<TlsParameters, TransportError> {
+    let host = host.trim().to_owned();
+    TlsParameters::new(host.clone()).map_err(|err| TransportError::Tls {
+        host,
+        detail: err.to_string(),
+    })
+}
+
+/// lettre's own pool, used for implicit TLS.
 fn build_pool(
     smtp: &SmtpSettings,
     timeout: Duration,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, TransportError> {
-    let host = smtp.host.trim().to_owned();
-    let tls_parameters = || {
-        TlsParameters::new(host.clone()).map_err(|err| TransportError::Tls {
-            host: host.clone(),
-            detail: err.to_string(),
-        })
-    };
     let tls = match smtp.tls {
         TlsMode::None => Tls::None,
-        TlsMode::Starttls => Tls::Required(tls_parameters()?),
-        TlsMode::Tls => Tls::Wrapper(tls_parameters()?),
+        TlsMode::Starttls => Tls::Required(tls_parameters(&smtp.host)?),
+        TlsMode::Tls => Tls::Wrapper(tls_parameters(&smtp.host)?),
     };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.trim())
         .port(smtp.port)
         .tls(tls)
         .timeout(Some(timeout))
         .pool_config(PoolConfig::new().max_size(smtp.pool_size.max(1)));
-    if !smtp.username.is_empty() {
-        builder = builder.credentials(Credentials::new(
-            smtp.username.clone(),
-            smtp.password.expose_secret().to_owned(),
-        ));
+    if let Some(credentials) = credentials(smtp) {
+        builder = builder.credentials(credentials);
     }
     Ok(builder.build())
 }
