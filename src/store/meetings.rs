@@ -297,6 +297,9 @@ pub fn is_cancelled_status(status: &str) -> bool {
 impl Store {
     /// A council's meetings starting in `[from, to)`, by start time, cancelled and withdrawn
     /// ones included, each with its agenda items, documents and attendees.
+    ///
+    /// Detail is read with three small queries per meeting: fine for a council's weeks (tens
+    /// of meetings), not meant for listing a whole year of every council at once.
     pub async fn meetings_between(
         &self,
         council_id: i64,
