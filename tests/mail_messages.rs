@@ -323,6 +323,59 @@ fn an_ed25519_dkim_key_signs_the_list_headers() {
     );
 }
 
+/// Signs a digest with the key in `key_text` and returns its DKIM-Signature header.
+fn dkim_signature_with(key_text: &str) -> Result<String, MailError> {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("dkim.key");
+    std::fs::write(&key_file, key_text).unwrap();
+    let mut settings = settings();
+    settings.mail.dkim_selector = "sel2026".to_owned();
+    settings.mail.dkim_domain = "example.org".to_owned();
+    settings.mail.dkim_private_key_file = key_file.display().to_string();
+    let ctx = MailContext::new(&settings, signing_key(), clock())?;
+    let rendered = digest_message(
+        &ctx,
+        &renderer(),
+        &address("a@example.org"),
+        3,
+        None,
+        &contents(),
+    )?;
+    let eml = rendered.message.formatted();
+    assert_headers_well_formed(&eml);
+    let parsed = MessageParser::default().parse(&eml).unwrap();
+    Ok(raw_header(&parsed, "DKIM-Signature").unwrap())
+}
+
+#[test]
+fn rsa_and_pkcs8_ed25519_dkim_keys_are_read() {
+    // A key made for this test only (`openssl genrsa -traditional 2048`).
+    let rsa = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/mail/dkim_test_only_rsa.pem"
+    ))
+    .unwrap();
+    let signature = dkim_signature_with(&rsa).unwrap();
+    assert!(signature.contains("a=rsa-sha256"), "{signature}");
+    assert!(signature.contains("s=sel2026;"), "{signature}");
+
+    // `openssl genpkey -algorithm ed25519`, made for this test only.
+    let ed25519 = "-----BEGIN PRIVATE KEY-----\n\
+                   MC4CAQAwBQYDK2VwBCIEIDhOm537n+68z2MvGROytaQvA42kirdHPuZ+lWtt9rYr\n\
+                   -----END PRIVATE KEY-----\n";
+    let signature = dkim_signature_with(ed25519).unwrap();
+    assert!(signature.contains("a=ed25519-sha256"), "{signature}");
+
+    let pkcs8_rsa = "-----BEGIN PRIVATE KEY-----\n\
+                     MIICdQIBADANBgkqhkiG9w0BAQEFAASCAl8wggJbAgEAAoGBAL0g9KkjxhjAY6ka\n\
+                     -----END PRIVATE KEY-----\n";
+    let err = dkim_signature_with(pkcs8_rsa).unwrap_err();
+    assert!(
+        err.to_string().contains("openssl rsa -traditional"),
+        "{err}"
+    );
+}
+
 #[test]
 fn dkim_settings_given_in_part_are_refused_with_the_keys_named() {
     let mut settings = settings();

@@ -204,26 +204,43 @@ fn load_dkim(settings: &Settings) -> Result<Option<DkimConfig>, MailError> {
     )))
 }
 
-/// An RSA key in PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`), or an Ed25519 key as the base64 of its
-/// 32-byte seed (optionally between PEM-style armour lines).
+/// The DER prefix of a PKCS#8 Ed25519 private key (RFC 8410); the 32-byte seed follows it.
+const PKCS8_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// An RSA key in PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`); an Ed25519 key in PKCS#8 PEM (as
+/// `openssl genpkey -algorithm ed25519` writes it); or an Ed25519 key as the base64 of its
+/// 32-byte seed.
 fn dkim_key_from_text(text: &str) -> Result<DkimSigningKey, String> {
+    use base64::Engine as _;
     if text.contains("BEGIN RSA PRIVATE KEY") {
         return DkimSigningKey::new(text, DkimSigningAlgorithm::Rsa)
             .map_err(|err| format!("not a PKCS#1 RSA private key: {err}"));
-    }
-    if text.contains("BEGIN PRIVATE KEY") {
-        return Err(
-            "a PKCS#8 key; convert an RSA key with `openssl rsa -traditional`, or give an \
-             Ed25519 key as the base64 of its 32-byte seed"
-                .to_owned(),
-        );
     }
     let body: String = text
         .lines()
         .filter(|line| !line.starts_with("-----"))
         .collect::<Vec<_>>()
         .concat();
-    DkimSigningKey::new(body.trim(), DkimSigningAlgorithm::Ed25519)
+    let body = body.trim();
+    if text.contains("BEGIN PRIVATE KEY") {
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .map_err(|err| format!("a PKCS#8 key that is not valid base64: {err}"))?;
+        let seed = der
+            .strip_prefix(&PKCS8_ED25519_PREFIX[..])
+            .filter(|seed| seed.len() == 32)
+            .ok_or_else(|| {
+                "a PKCS#8 key that is not Ed25519; give an RSA key in PKCS#1 form \
+                 (`openssl rsa -traditional`)"
+                    .to_owned()
+            })?;
+        let seed = base64::engine::general_purpose::STANDARD.encode(seed);
+        return DkimSigningKey::new(&seed, DkimSigningAlgorithm::Ed25519)
+            .map_err(|err| format!("not a usable Ed25519 key: {err}"));
+    }
+    DkimSigningKey::new(body, DkimSigningAlgorithm::Ed25519)
         .map_err(|err| format!("not an Ed25519 seed in base64: {err}"))
 }
 
