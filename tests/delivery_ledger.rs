@@ -426,3 +426,57 @@ async fn the_rate_limit_spaces_out_sends() {
     // A burst of 2 (one per worker), then 10 more at 20 a second: at least 0.5 s.
     assert!(elapsed >= Duration::from_millis(450), "took {elapsed:?}");
 }
+
+#[tokio::test]
+async fn a_drain_stopped_for_shutdown_finishes_its_sends_and_hands_back_the_rest() {
+    for db in fresh_databases(Clock::fixed(t0())).await {
+        db.store.clock().set(t0());
+        let server = SmtpServer::start(FaultMode::Accept);
+        let mut settings = settings_for(&server);
+        // Two a second, one at a time: the six claimed messages take about three seconds.
+        settings.delivery.rate_per_second = 2.0;
+        settings.delivery.workers = 1;
+        let sender = Sender::new(settings, db.store.clock());
+        let seeded = seed_notices(&db.store, &addresses(6)).await;
+        let shutdown = tokio_util::sync::CancellationToken::new();
+
+        let render = council_digest::delivery::MailRenderer {
+            store: &db.store,
+            settings: &sender.settings,
+            renderer: &sender.renderer,
+            ctx: &sender.ctx,
+        };
+        let drain = council_digest::delivery::Drain::new(
+            &db.store,
+            &sender.settings.delivery,
+            &sender.transport,
+        );
+        let stop_after_first = async {
+            server.wait_for_async(1, Duration::from_secs(10)).await;
+            shutdown.cancel();
+        };
+        let (report, ()) = tokio::join!(drain.run(&render, Some(&shutdown)), stop_after_first);
+        let report = report.unwrap();
+
+        assert!(
+            report.sent >= 1 && report.released >= 1,
+            "{}: {report:?}",
+            db.label
+        );
+        assert_eq!(report.sent + report.released, 6, "{}: {report:?}", db.label);
+        let mut queued = 0;
+        for (_, id) in seeded {
+            let row = record(&db, id).await;
+            match row.state {
+                DeliveryState::Sent => assert_eq!(row.attempts, 1),
+                DeliveryState::Queued => {
+                    assert_eq!((row.attempts, row.lease_until), (0, None));
+                    queued += 1;
+                }
+                other => panic!("{}: delivery {id} is {other}", db.label),
+            }
+        }
+        assert_eq!(queued, report.released, "{}", db.label);
+        assert_eq!(server.messages().len() as u64, report.sent, "{}", db.label);
+    }
+}

@@ -43,6 +43,8 @@ pub struct DrainReport {
     /// Deliveries whose outcome could not be recorded (the database failed); their lease
     /// expires and they are tried again.
     pub unrecorded: u64,
+    /// Claimed deliveries handed back to the queue unattempted because of shutdown.
+    pub released: u64,
 }
 
 /// Why a drain stopped early or could not start.
@@ -196,8 +198,9 @@ impl<'a> Drain<'a> {
         &self.worker
     }
 
-    /// Drains until nothing is due, or until `shutdown` is cancelled (then the messages
-    /// already claimed are finished and nothing new is claimed).
+    /// Drains until nothing is due, or until `shutdown` is cancelled: then the sends under way
+    /// finish, claimed messages not yet started go back to the queue, and nothing new is
+    /// claimed.
     pub async fn run<R: RenderDelivery>(
         &self,
         render: &R,
@@ -232,7 +235,7 @@ impl<'a> Drain<'a> {
                         subscriber_id = delivery.subscriber_id,
                         attempt = delivery.attempts,
                     );
-                    self.deliver_one(delivery, render, &limiter)
+                    self.deliver_one(delivery, render, &limiter, shutdown)
                         .instrument(span)
                 })
                 .buffer_unordered(workers);
@@ -242,6 +245,7 @@ impl<'a> Drain<'a> {
                     Ok(Outcome::Retrying) => report.retrying += 1,
                     Ok(Outcome::Failed) => report.failed += 1,
                     Ok(Outcome::Superseded) => {}
+                    Ok(Outcome::Released) => report.released += 1,
                     Err(err) => {
                         report.unrecorded += 1;
                         tracing::error!(error = %err, "cannot record a delivery's outcome");
@@ -255,6 +259,7 @@ impl<'a> Drain<'a> {
             retrying = report.retrying,
             failed = report.failed,
             unrecorded = report.unrecorded,
+            released = report.released,
             transport = %self.transport.describe(),
             "delivery queue drained"
         );
@@ -266,7 +271,12 @@ impl<'a> Drain<'a> {
         delivery: ClaimedDelivery,
         render: &R,
         limiter: &governor::DefaultDirectRateLimiter,
+        shutdown: Option<&CancellationToken>,
     ) -> Result<Outcome, StoreError> {
+        if shutdown.is_some_and(CancellationToken::is_cancelled) {
+            ledger::release_lease(self.store, delivery.id, &self.worker).await?;
+            return Ok(Outcome::Released);
+        }
         if delivery.suppressed {
             return self
                 .give_up(
@@ -384,6 +394,8 @@ enum Outcome {
     Failed,
     /// Another worker owns the row now; its outcome counts there.
     Superseded,
+    /// Not attempted because the daemon is stopping; back in the queue.
+    Released,
 }
 
 /// Seconds to wait before attempt `attempts + 1`: `base x 2^(attempts-1)` capped at `max`,

@@ -188,6 +188,24 @@ pub async fn release_expired_leases(store: &Store, now: i64) -> Result<u64, Stor
     Ok(done.rows_affected())
 }
 
+/// Hands a claimed delivery that was not attempted back to the queue (a drain stopping for
+/// shutdown), undoing the attempt its claim counted.
+pub async fn release_lease(store: &Store, id: i64, worker: &str) -> Result<Recorded, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let done = sqlx::query(
+        "UPDATE deliveries SET state = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'queued' END, \
+         attempts = attempts - 1, lease_until = NULL, leased_by = NULL \
+         WHERE id = $1 AND state = 'sending' AND leased_by = $2",
+    )
+    .bind(id)
+    .bind(worker)
+    .execute(&mut *tx)
+    .await
+    .step("release a delivery lease")?;
+    tx.commit().await.step("commit a released lease")?;
+    Ok(recorded(done.rows_affected()))
+}
+
 /// Records that the server accepted the message. This is written whoever holds the lease
 /// now: the message did go out.
 pub async fn mark_sent(
