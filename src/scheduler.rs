@@ -25,8 +25,9 @@ use tracing::Instrument;
 use crate::clock::from_ts;
 use crate::daemon::Context;
 use crate::delivery::{DeliveryError, Drain, MailRenderer, Mailer};
-use crate::domain::{IsoWeek, UK_ZONE};
+use crate::domain::{IsoWeek, SupportLevel, UK_ZONE};
 use crate::settings::{CronSchedule, Settings};
+use crate::sources::poll::{PollFilter, poll_sources};
 use crate::store::StoreError;
 use crate::store::jobs::{self, TickClaim};
 
@@ -77,11 +78,10 @@ impl Job {
         }
     }
 
-    /// Whether this build of the daemon can run the job. The polls wait for the sources'
-    /// polling entry point (TODO(#3): register poll_full and poll_limited once
-    /// `sources::poll::poll_sources` exists).
+    /// Whether this build of the daemon can run the job (every job, now that the polls'
+    /// entry point exists; kept so that a job can be introduced before its work is ready).
     pub fn is_registered(self) -> bool {
-        !matches!(self, Job::PollFull | Job::PollLimited)
+        true
     }
 }
 
@@ -110,6 +110,8 @@ pub enum JobError {
     Digest(#[from] crate::digest::DigestError),
     #[error(transparent)]
     Ranking(#[from] crate::ranking::RankingError),
+    #[error(transparent)]
+    Sources(#[from] crate::sources::SourceError),
     #[error("the job `{0}` is not available in this build")]
     NotRegistered(Job),
     #[error("{0}")]
@@ -231,7 +233,34 @@ async fn run_job(
     tick_at: i64,
 ) -> Result<String, JobError> {
     match job {
-        Job::PollFull | Job::PollLimited => Err(JobError::NotRegistered(job)),
+        Job::PollFull | Job::PollLimited => {
+            let support = if job == Job::PollFull {
+                SupportLevel::Full
+            } else {
+                SupportLevel::Limited
+            };
+            let filter = PollFilter {
+                councils: Vec::new(),
+                support: Some(support),
+                due_only: true,
+            };
+            // The poll's future is not provably `Send` (a higher-ranked lifetime inside it), so
+            // it cannot be awaited in a spawned task: it runs on a blocking thread instead,
+            // driven by this runtime.
+            let store = ctx.store.clone();
+            let owned = settings.clone();
+            let runtime = tokio::runtime::Handle::current();
+            let report = tokio::task::spawn_blocking(move || {
+                runtime.block_on(poll_sources(&store, &owned, &filter))
+            })
+            .await
+            .map_err(|err| JobError::Setup(format!("the poll stopped abnormally: {err}")))??;
+            let totals = report.totals();
+            Ok(format!(
+                "{} sources: {} new, {} changed, {} withdrawn, {} failed",
+                totals.sources, totals.new, totals.changed, totals.withdrawn, totals.failed
+            ))
+        }
         Job::Promotion => {
             let report =
                 crate::ranking::promotion::run_promotion(&ctx.store, settings, false).await?;
@@ -423,12 +452,9 @@ mod tests {
     }
 
     #[test]
-    fn every_job_has_a_distinct_name_and_the_polls_wait_for_their_entry_point() {
+    fn every_job_has_a_distinct_name_and_is_scheduled() {
         let names: std::collections::BTreeSet<&str> = Job::ALL.iter().map(|j| j.name()).collect();
         assert_eq!(names.len(), 5);
-        assert_eq!(
-            registered_jobs(),
-            vec![Job::Promotion, Job::Digest, Job::Delivery]
-        );
+        assert_eq!(registered_jobs(), Job::ALL.to_vec());
     }
 }

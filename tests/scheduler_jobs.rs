@@ -220,3 +220,46 @@ async fn the_promotion_job_runs_on_demand() {
         "0 promoted, 0 demoted, 0 held back, 0 notices queued"
     );
 }
+
+#[tokio::test]
+async fn the_limited_poll_job_polls_the_limited_councils_sources() {
+    let db = fresh_databases(Clock::fixed(monday_morning()))
+        .await
+        .remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let server = SmtpServer::start(FaultMode::Accept);
+    let feed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/feeds/news_windows1252.rss"
+    );
+    let mut settings = settings_for(&server, dir.path());
+    settings.fetch.allow_file_urls = true;
+    settings.councils.insert(
+        "leeds".to_owned(),
+        council_digest::settings::CouncilOverride {
+            feeds: vec![format!("file://{feed}")],
+            ..Default::default()
+        },
+    );
+    db.store
+        .sync_councils(council_digest::registry::Registry::builtin(), &settings)
+        .await
+        .unwrap();
+    // Only the local feed: the registry's council websites are not reachable from tests.
+    sqlx::query("UPDATE sources SET active = 0 WHERE url NOT LIKE 'file:%'")
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+    let (ctx, _settings) = context(&db.store, settings);
+
+    let summary = run_now(&ctx, Job::PollLimited).await.unwrap();
+
+    // The fixture holds four items; the last has neither a title nor a link and is skipped,
+    // so three are new to an empty database.
+    assert_eq!(
+        summary,
+        "1 sources: 3 new, 0 changed, 0 withdrawn, 0 failed"
+    );
+    let full = run_now(&ctx, Job::PollFull).await.unwrap();
+    assert_eq!(full, "0 sources: 0 new, 0 changed, 0 withdrawn, 0 failed");
+}
