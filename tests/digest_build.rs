@@ -117,12 +117,13 @@ async fn subscribers_with_only_limited_councils_get_no_digest_unless_the_setting
         settings.digest.send_when_all_limited = true;
         let report = run(store, &settings, None, BuildMode::Queue).await.unwrap();
         assert_eq!((report.built, report.all_limited), (1, 0), "{}", db.label);
-        let row: String = sqlx::query_scalar("SELECT contents FROM digests")
+        let digest: i64 = sqlx::query_scalar("SELECT id FROM digests")
             .fetch_one(store.pool())
             .await
             .unwrap();
-        let contents: council_digest::digest::contents::DigestContents =
-            serde_json::from_str(&row).unwrap();
+        let contents = council_digest::digest::stored_contents(store, digest)
+            .await
+            .unwrap();
         assert!(contents.councils.is_empty());
         assert_eq!(contents.limited.len(), 1);
         assert_eq!(contents.limited[0].name, "Rutland County Council");
@@ -332,14 +333,30 @@ async fn each_council_is_read_once_per_run_and_subscribers_are_read_page_by_page
         (1100, 1100, 1100, 0)
     );
     assert_eq!(report.councils_loaded, 2);
+    // Each council's part is stored once for all its subscribers.
+    assert_eq!(
+        count(store, "SELECT COUNT(*) FROM digest_sections").await,
+        2
+    );
     // Every even subscriber follows both councils: two sections in their record.
     let both = count(
         store,
-        "SELECT COUNT(*) FROM digests WHERE contents LIKE '%\"Bury Council\"%' \
-         AND contents LIKE '%\"Leeds City Council\"%'",
+        "SELECT COUNT(*) FROM digests WHERE contents LIKE '%\"section_id\":%\"section_id\":%'",
     )
     .await;
     assert_eq!(both, 550);
+    let first: i64 = sqlx::query_scalar("SELECT MIN(id) FROM digests")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let names: Vec<String> = council_digest::digest::stored_contents(store, first)
+        .await
+        .unwrap()
+        .councils
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["Bury Council", "Leeds City Council"]);
 }
 
 #[tokio::test]
@@ -459,12 +476,13 @@ async fn a_council_promoted_since_the_last_digest_lists_no_changes_and_the_other
 
     clock.set(at("2026-02-09T07:00:00Z"));
     build("2026-W07").await;
-    let row: String = sqlx::query_scalar("SELECT contents FROM digests WHERE week = '2026-W07'")
+    let digest: i64 = sqlx::query_scalar("SELECT id FROM digests WHERE week = '2026-W07'")
         .fetch_one(store.pool())
         .await
         .unwrap();
-    let contents: council_digest::digest::contents::DigestContents =
-        serde_json::from_str(&row).unwrap();
+    let contents = council_digest::digest::stored_contents(store, digest)
+        .await
+        .unwrap();
     let changes: Vec<(&str, usize)> = contents
         .councils
         .iter()

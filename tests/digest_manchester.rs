@@ -111,12 +111,14 @@ fn manchester_settings(base: &str) -> Settings {
 }
 
 async fn stored_contents(store: &Store, week: &str) -> DigestContents {
-    let row = sqlx::query("SELECT contents FROM digests WHERE week = $1")
+    let row = sqlx::query("SELECT id FROM digests WHERE week = $1")
         .bind(week)
         .fetch_one(store.pool())
         .await
         .unwrap();
-    serde_json::from_str(&row.try_get::<String, _>("contents").unwrap()).unwrap()
+    council_digest::digest::stored_contents(store, row.try_get("id").unwrap())
+        .await
+        .unwrap()
 }
 
 async fn digest_text(store: &Store, settings: &Settings, clock: &Clock, key: &str) -> String {

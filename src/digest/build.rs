@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use crate::digest::DigestError;
-use crate::digest::contents::{CONTENTS_VERSION, DigestContents, LimitedBlock};
+use crate::digest::contents::{
+    CONTENTS_VERSION, CouncilSection, DigestContents, DigestRecord, LimitedBlock,
+};
 use crate::digest::load::{CouncilWeek, Window, load_council_week};
 use crate::domain::{EmailAddress, IsoWeek, SupportLevel};
 use crate::mail::message::{MailContext, digest_message};
@@ -60,6 +62,15 @@ pub struct BuildReport {
     pub written: Vec<PathBuf>,
     /// The first message of a dry run without an output folder, as .eml text.
     pub preview: Option<String>,
+}
+
+/// What a run reads or writes once and shares between subscribers.
+#[derive(Default)]
+struct RunCache {
+    /// Each fully supported council's week, by council id.
+    weeks: HashMap<i64, CouncilWeek>,
+    /// The `digest_sections` row of each council's shared part, once written.
+    section_ids: HashMap<i64, i64>,
 }
 
 /// A subscriber due a digest: id, address and confirmed councils.
@@ -130,7 +141,7 @@ pub async fn build_week_with_progress(
         .into_iter()
         .map(|s| (s.council.id, s))
         .collect();
-    let mut weeks: HashMap<i64, CouncilWeek> = HashMap::new();
+    let mut cache = RunCache::default();
     let mut report = BuildReport::default();
 
     let mut after = 0;
@@ -158,7 +169,7 @@ pub async fn build_week_with_progress(
                 now,
                 recipient,
                 &standings,
-                &mut weeks,
+                &mut cache,
                 &mode,
                 &mut report,
             )
@@ -180,7 +191,7 @@ pub async fn build_week_with_progress(
             break;
         }
     }
-    report.councils_loaded = weeks.len() as u64;
+    report.councils_loaded = cache.weeks.len() as u64;
     tracing::info!(
         subscribers = report.subscribers,
         built = report.built,
@@ -205,7 +216,7 @@ async fn build_one(
     now: DateTime<Utc>,
     recipient: &Recipient,
     standings: &HashMap<i64, Standing>,
-    weeks: &mut HashMap<i64, CouncilWeek>,
+    cache: &mut RunCache,
     mode: &BuildMode,
     report: &mut BuildReport,
 ) -> Result<(), DigestError> {
@@ -249,7 +260,7 @@ async fn build_one(
     for council in &councils {
         match council.support {
             SupportLevel::Full => {
-                let loaded = match weeks.entry(council.id) {
+                let loaded = match cache.weeks.entry(council.id) {
                     Entry::Occupied(entry) => entry.into_mut(),
                     Entry::Vacant(entry) => entry.insert(
                         load_council_week(
@@ -280,7 +291,20 @@ async fn build_one(
 
     match mode {
         BuildMode::Queue => {
-            let (digest_id, queued) = record_and_queue(store, recipient.id, &contents, now).await?;
+            let mut section_ids = Vec::with_capacity(contents.councils.len());
+            for section in &contents.councils {
+                let id = match cache.section_ids.get(&section.council_id) {
+                    Some(id) => *id,
+                    None => {
+                        let id = store_section(store, &week_text, section, now).await?;
+                        cache.section_ids.insert(section.council_id, id);
+                        id
+                    }
+                };
+                section_ids.push(id);
+            }
+            let record = DigestRecord::of(&contents, &section_ids);
+            let (digest_id, queued) = record_and_queue(store, recipient.id, &record, now).await?;
             report.built += 1;
             if queued {
                 report.queued += 1;
@@ -330,7 +354,7 @@ async fn build_one(
 async fn record_and_queue(
     store: &Store,
     subscriber_id: i64,
-    contents: &DigestContents,
+    contents: &DigestRecord,
     now: DateTime<Utc>,
 ) -> Result<(i64, bool), DigestError> {
     let json = serde_json::to_string(contents).map_err(DigestError::Encode)?;
@@ -365,6 +389,51 @@ async fn record_and_queue(
     .await?;
     tx.commit().await.step("commit a digest and its delivery")?;
     Ok((digest_id, matches!(enqueued, Enqueued::Queued(_))))
+}
+
+/// Stores a council's shared part of the week's digests once (identical content is one row)
+/// and returns its id.
+async fn store_section(
+    store: &Store,
+    week: &str,
+    section: &CouncilSection,
+    now: DateTime<Utc>,
+) -> Result<i64, DigestError> {
+    use sha2::Digest as _;
+    let (shared, _) = section.clone().into_parts();
+    let json = serde_json::to_string(&shared).map_err(DigestError::Encode)?;
+    let hash = hex::encode(sha2::Sha256::digest(json.as_bytes()));
+    let mut tx = store.begin_write().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO digest_sections (council_id, week, content_hash, contents, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (council_id, week, content_hash) DO NOTHING \
+         RETURNING id",
+    )
+    .bind(shared.council_id)
+    .bind(week)
+    .bind(&hash)
+    .bind(&json)
+    .bind(now.timestamp())
+    .fetch_optional(&mut *tx)
+    .await
+    .step("store a council's digest section")?;
+    let id: i64 = match inserted {
+        Some(row) => row.try_get("id").step("read a section id")?,
+        None => sqlx::query(
+            "SELECT id FROM digest_sections WHERE council_id = $1 AND week = $2 \
+             AND content_hash = $3",
+        )
+        .bind(shared.council_id)
+        .bind(week)
+        .bind(&hash)
+        .fetch_one(&mut *tx)
+        .await
+        .step("read a stored digest section")?
+        .try_get("id")
+        .step("read a section id")?,
+    };
+    tx.commit().await.step("commit a digest section")?;
+    Ok(id)
 }
 
 /// Queues the delivery of an already recorded digest, if it is not queued yet.

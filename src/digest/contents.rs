@@ -1,9 +1,14 @@
-//! What one digest included: the record kept in `digests.contents` (JSON).
+//! What one digest included.
 //!
-//! It holds the facts as they stood when the digest was built (meetings, items, documents,
-//! changes, notices, limited-support standings), which is enough to render the e-mail again at
-//! send time, to show the web view, and to tell next week what is new. It holds no rendered
-//! text, no links and no tokens: those are made at render time from the settings.
+//! [`DigestContents`] holds the facts as they stood when the digest was built (meetings, items,
+//! documents, changes, notices, limited-support standings), which is enough to render the
+//! e-mail again at send time, to show the web view, and to tell next week what is new. It holds
+//! no rendered text, no links and no tokens: those are made at render time from the settings.
+//!
+//! It is stored in two parts. Each council's shared part ([`SharedSection`]: the same for every
+//! subscriber that week) is a row of `digest_sections`, written once per run; the subscriber's
+//! own record ([`DigestRecord`], in `digests.contents`) refers to those rows and adds what is
+//! theirs alone: the changes since their previous digest and their limited councils.
 
 use chrono::{NaiveDate, NaiveTime};
 use serde::{Deserialize, Serialize};
@@ -42,7 +47,7 @@ impl DigestContents {
     }
 }
 
-/// A fully supported council's part of the digest.
+/// A fully supported council's part of the digest, as rendered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CouncilSection {
     pub council_id: i64,
@@ -142,4 +147,112 @@ pub struct LimitedBlock {
     pub waiting: u32,
     /// How many more subscribers it needs to be promoted.
     pub needed: u64,
+}
+
+/// The part of a [`CouncilSection`] that every subscriber of the council shares in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedSection {
+    pub council_id: i64,
+    pub slug: String,
+    pub name: String,
+    pub meetings: Vec<MeetingEntry>,
+    pub source_failing_since: Option<i64>,
+    pub notices: Vec<NoticeEntry>,
+}
+
+impl CouncilSection {
+    pub fn from_parts(shared: SharedSection, changes: Vec<ChangeEntry>) -> CouncilSection {
+        CouncilSection {
+            council_id: shared.council_id,
+            slug: shared.slug,
+            name: shared.name,
+            meetings: shared.meetings,
+            changes,
+            source_failing_since: shared.source_failing_since,
+            notices: shared.notices,
+        }
+    }
+
+    /// The shared part, and the subscriber's changes.
+    pub fn into_parts(self) -> (SharedSection, Vec<ChangeEntry>) {
+        (
+            SharedSection {
+                council_id: self.council_id,
+                slug: self.slug,
+                name: self.name,
+                meetings: self.meetings,
+                source_failing_since: self.source_failing_since,
+                notices: self.notices,
+            },
+            self.changes,
+        )
+    }
+}
+
+/// One subscriber's record of a digest, as kept in `digests.contents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DigestRecord {
+    pub version: u32,
+    pub week: String,
+    pub week_start: NaiveDate,
+    pub window_start: NaiveDate,
+    pub window_end: NaiveDate,
+    pub built_at: i64,
+    pub changes_since: Option<i64>,
+    pub councils: Vec<SectionRef>,
+    pub limited: Vec<LimitedBlock>,
+}
+
+/// A council's section of a digest: the shared row and the subscriber's changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SectionRef {
+    /// The `digest_sections` row.
+    pub section_id: i64,
+    pub changes: Vec<ChangeEntry>,
+}
+
+impl DigestRecord {
+    /// The record of `contents`, whose councils' shared parts are the rows `section_ids` (in
+    /// the same order).
+    pub fn of(contents: &DigestContents, section_ids: &[i64]) -> DigestRecord {
+        DigestRecord {
+            version: contents.version,
+            week: contents.week.clone(),
+            week_start: contents.week_start,
+            window_start: contents.window_start,
+            window_end: contents.window_end,
+            built_at: contents.built_at,
+            changes_since: contents.changes_since,
+            councils: contents
+                .councils
+                .iter()
+                .zip(section_ids)
+                .map(|(section, id)| SectionRef {
+                    section_id: *id,
+                    changes: section.changes.clone(),
+                })
+                .collect(),
+            limited: contents.limited.clone(),
+        }
+    }
+
+    /// The full contents again, given the shared sections in the record's order.
+    pub fn into_contents(self, shared: Vec<SharedSection>) -> DigestContents {
+        DigestContents {
+            version: self.version,
+            week: self.week,
+            week_start: self.week_start,
+            window_start: self.window_start,
+            window_end: self.window_end,
+            built_at: self.built_at,
+            changes_since: self.changes_since,
+            councils: self
+                .councils
+                .into_iter()
+                .zip(shared)
+                .map(|(reference, shared)| CouncilSection::from_parts(shared, reference.changes))
+                .collect(),
+            limited: self.limited,
+        }
+    }
 }

@@ -43,6 +43,14 @@ pub enum DigestError {
     },
 }
 
+/// What a recorded digest included, put back together from its record and its sections.
+pub async fn stored_contents(
+    store: &Store,
+    digest_id: i64,
+) -> Result<contents::DigestContents, MailError> {
+    Ok(stored_digest(store, digest_id).await?.1)
+}
+
 /// The HTML of a recorded digest for its web page (`/digests/{token}`), with the same
 /// unsubscribe and preferences links as the e-mail and no link to itself.
 pub async fn render_digest_html_for_web(

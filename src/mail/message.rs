@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::clock::Clock;
-use crate::digest::contents::DigestContents;
+use crate::digest::contents::{DigestContents, DigestRecord, SharedSection};
 use crate::digest::view::{DigestLinks, digest_view};
 use crate::domain::EmailAddress;
 use crate::mail::MailError;
@@ -478,11 +478,18 @@ async fn subscriber_address(store: &Store, subscriber_id: i64) -> Result<EmailAd
         })
 }
 
-/// A stored digest: its subscriber and what it included.
+/// A stored digest: its subscriber and what it included, put back together from its record
+/// and the council sections it refers to.
 pub(crate) async fn stored_digest(
     store: &Store,
     digest_id: i64,
 ) -> Result<(Option<i64>, DigestContents), MailError> {
+    let corrupt = |what: String| {
+        move |err: serde_json::Error| MailError::Corrupt {
+            what,
+            detail: err.to_string(),
+        }
+    };
     let row = sqlx::query("SELECT subscriber_id, contents FROM digests WHERE id = $1")
         .bind(digest_id)
         .fetch_optional(store.pool())
@@ -491,11 +498,24 @@ pub(crate) async fn stored_digest(
         .ok_or_else(|| MailError::NotFound(format!("digest {digest_id}")))?;
     let subscriber_id: Option<i64> = row.try_get("subscriber_id").step("decode a digest")?;
     let contents: String = row.try_get("contents").step("decode a digest")?;
-    let contents = serde_json::from_str(&contents).map_err(|err| MailError::Corrupt {
-        what: format!("digest {digest_id}"),
-        detail: err.to_string(),
-    })?;
-    Ok((subscriber_id, contents))
+    let record: DigestRecord =
+        serde_json::from_str(&contents).map_err(corrupt(format!("digest {digest_id}")))?;
+
+    let mut shared = Vec::with_capacity(record.councils.len());
+    for reference in &record.councils {
+        let id = reference.section_id;
+        let row = sqlx::query("SELECT contents FROM digest_sections WHERE id = $1")
+            .bind(id)
+            .fetch_optional(store.pool())
+            .await
+            .step("read a digest section")?
+            .ok_or_else(|| MailError::NotFound(format!("digest section {id}")))?;
+        let text: String = row.try_get("contents").step("decode a digest section")?;
+        let section: SharedSection =
+            serde_json::from_str(&text).map_err(corrupt(format!("digest section {id}")))?;
+        shared.push(section);
+    }
+    Ok((subscriber_id, record.into_contents(shared)))
 }
 
 /// Renders the message of one queued delivery for its subscriber, as it stands now.
