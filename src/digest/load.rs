@@ -123,13 +123,16 @@ pub async fn load_council_week(
 
     let mut known: HashMap<i64, (String, NaiveDate)> = meetings
         .iter()
-        .map(|m| (m.id, (m.title.clone(), m.local_date)))
+        .map(|m| (m.id, (m.title.clone(), uk_date_and_time(m).0)))
         .collect();
     let mut change_entries = Vec::with_capacity(changes.len());
     for change in changes.iter().filter(|c| c.seen_at <= now) {
         if !known.contains_key(&change.meeting_id) {
             let meeting = store.meeting(change.meeting_id).await?;
-            known.insert(meeting.id, (meeting.title.clone(), meeting.local_date));
+            known.insert(
+                meeting.id,
+                (meeting.title.clone(), uk_date_and_time(&meeting).0),
+            );
         }
         let Some((title, date)) = known.get(&change.meeting_id) else {
             continue;
@@ -237,16 +240,13 @@ fn collapse_changes(changes: Vec<ChangeEntry>) -> Vec<ChangeEntry> {
 }
 
 fn meeting_entry(meeting: &Meeting, extract_chars: usize) -> MeetingEntry {
+    let (local_date, local_time) = uk_date_and_time(meeting);
     MeetingEntry {
         meeting_id: meeting.id,
         title: meeting.title.clone(),
         committee: meeting.committee_title.clone(),
-        local_date: meeting.local_date,
-        local_time: if meeting.all_day {
-            None
-        } else {
-            meeting.local_time
-        },
+        local_date,
+        local_time,
         starts_at: meeting.starts_at.timestamp(),
         status: meeting.status.clone(),
         cancelled: meeting.cancelled,
@@ -270,6 +270,22 @@ fn meeting_entry(meeting: &Meeting, extract_chars: usize) -> MeetingEntry {
                 url: doc.url.clone(),
             })
             .collect(),
+    }
+}
+
+/// The day and time a meeting is printed with: UK local time, as the rest of the digest. A
+/// meeting published in another zone (a feed in US time) is converted from its start; an
+/// all-day meeting keeps its own date and has no time.
+fn uk_date_and_time(meeting: &Meeting) -> (NaiveDate, Option<chrono::NaiveTime>) {
+    if meeting.all_day {
+        return (meeting.local_date, None);
+    }
+    match meeting.local_time {
+        Some(_) if meeting.timezone != UK_ZONE.name() => {
+            let uk = meeting.starts_at.with_timezone(&UK_ZONE);
+            (uk.date_naive(), Some(uk.time()))
+        }
+        time => (meeting.local_date, time),
     }
 }
 
