@@ -123,7 +123,7 @@ pub async fn load_council_week(
 
     let mut known: HashMap<i64, (String, NaiveDate)> = meetings
         .iter()
-        .map(|m| (m.id, (m.title.clone(), uk_date_and_time(m).0)))
+        .map(|m| (m.id, (m.title.clone(), local_date_and_time(m).0)))
         .collect();
     let mut change_entries = Vec::with_capacity(changes.len());
     for change in changes.iter().filter(|c| c.seen_at <= now) {
@@ -131,7 +131,7 @@ pub async fn load_council_week(
             let meeting = store.meeting(change.meeting_id).await?;
             known.insert(
                 meeting.id,
-                (meeting.title.clone(), uk_date_and_time(&meeting).0),
+                (meeting.title.clone(), local_date_and_time(&meeting).0),
             );
         }
         let Some((title, date)) = known.get(&change.meeting_id) else {
@@ -240,7 +240,7 @@ fn collapse_changes(changes: Vec<ChangeEntry>) -> Vec<ChangeEntry> {
 }
 
 fn meeting_entry(meeting: &Meeting, extract_chars: usize) -> MeetingEntry {
-    let (local_date, local_time) = uk_date_and_time(meeting);
+    let (local_date, local_time) = local_date_and_time(meeting);
     MeetingEntry {
         meeting_id: meeting.id,
         title: meeting.title.clone(),
@@ -273,19 +273,14 @@ fn meeting_entry(meeting: &Meeting, extract_chars: usize) -> MeetingEntry {
     }
 }
 
-/// The day and time a meeting is printed with: UK local time, as the rest of the digest. A
-/// meeting published in another zone (a feed in US time) is converted from its start; an
-/// all-day meeting keeps its own date and has no time.
-fn uk_date_and_time(meeting: &Meeting) -> (NaiveDate, Option<chrono::NaiveTime>) {
+/// The day and time a meeting is printed with: its own local date and time, as its display
+/// title and the council's website give them (for UK councils, UK time). An all-day meeting
+/// has no time.
+fn local_date_and_time(meeting: &Meeting) -> (NaiveDate, Option<chrono::NaiveTime>) {
     if meeting.all_day {
-        return (meeting.local_date, None);
-    }
-    match meeting.local_time {
-        Some(_) if meeting.timezone != UK_ZONE.name() => {
-            let uk = meeting.starts_at.with_timezone(&UK_ZONE);
-            (uk.date_naive(), Some(uk.time()))
-        }
-        time => (meeting.local_date, time),
+        (meeting.local_date, None)
+    } else {
+        (meeting.local_date, meeting.local_time)
     }
 }
 
