@@ -446,7 +446,7 @@ fn parse_mail(raw: &support::smtp::Received) -> Mail {
         subject: message.subject().unwrap_or_default().to_owned(),
         text: message
             .body_text(0)
-            .map(|t| t.into_owned())
+            .map(|t| t.replace("\r\n", "\n"))
             .unwrap_or_default(),
         html: message
             .body_html(0)
@@ -517,6 +517,21 @@ fn meeting_block<'a>(text: &'a str, title_part: &str) -> &'a str {
     &rest[..end]
 }
 
+/// The meetings listed under one day heading of a plain-text digest.
+fn day_section<'a>(text: &'a str, heading: &str) -> &'a str {
+    let start = text
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("no {heading:?} in:\n{text}"));
+    let rest = &text[start + heading.len() + 2..];
+    let next_heading = rest.match_indices('\n').map(|(i, _)| i + 1).find(|&i| {
+        rest[i..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase())
+    });
+    &rest[..next_heading.unwrap_or(rest.len())]
+}
+
 // ---------------------------------------------------------------------------------------------
 // The scenario.
 
@@ -529,6 +544,8 @@ struct Expected {
     cancelled_meeting: &'static str,
     /// (title, local time) of an iCalendar meeting in amber-valley's digest.
     calendar_meeting: (&'static str, &'static str),
+    /// (day heading, a meeting listed that day, a meeting not listed that day)
+    calendar_day: Option<(&'static str, &'static str, &'static str)>,
 }
 
 async fn run_scenario(files: FixtureSet, expected: Expected, database_url: String) {
@@ -637,6 +654,17 @@ async fn run_scenario(files: FixtureSet, expected: Expected, database_url: Strin
     let (title, time) = expected.calendar_meeting;
     let block = meeting_block(&mail_b.text, title);
     assert!(block.starts_with(&format!("* {time}")), "{block}");
+    if let Some((day, present, absent)) = expected.calendar_day {
+        let section = day_section(&mail_b.text, day);
+        assert!(
+            section.contains(present),
+            "{present:?} on {day}:\n{section}"
+        );
+        assert!(
+            !section.contains(absent),
+            "{absent:?} not on {day}:\n{section}"
+        );
+    }
     assert!(
         mail_b.text.contains("Councils with limited support"),
         "{}",
@@ -711,8 +739,15 @@ fn real_expected() -> Expected {
         // Tuesday 13 January 2026: meeting 4966, cancelled.
         cancelled_meeting: "Audit Committee - Tuesday, 13th January, 2026",
         // St Paul: the occurrence of 10 February was moved to Wednesday 4 February, 4.30 pm in
-        // Chicago (CST, UTC-6) = 22:30 UTC = 10.30 pm in London.
-        calendar_meeting: ("Committee of the Board Meeting", "10.30 pm"),
+        // Chicago (CST, UTC-6), the meeting's own local time.
+        calendar_meeting: ("Committee of the Board Meeting", "4.30 pm"),
+        // ...and is no longer listed on Tuesday 10 February, where the ribbon cutting (4.00 pm
+        // Chicago time) still is.
+        calendar_day: Some((
+            "Tuesday 10 February 2026",
+            "Hidden River Middle School Ribbon Cutting",
+            "Committee of the Board Meeting",
+        )),
     }
 }
 
@@ -729,6 +764,11 @@ fn own_expected() -> Expected {
         confirmed_document_url: "/hammersmith-and-fulham/documents/s88001/Officer%20report%20Mill%20Lane.pdf",
         cancelled_meeting: "Planning & Highways Committee - Thursday, 12th February",
         calendar_meeting: ("Licensing Sub-Committee", "2.00 pm"),
+        calendar_day: Some((
+            "Friday 13 February 2026",
+            "Overview and Scrutiny Board",
+            "Licensing",
+        )),
     }
 }
 
