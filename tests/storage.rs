@@ -163,3 +163,59 @@ async fn an_unreachable_database_is_an_error_not_a_panic() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn polls_and_failed_polls_are_counted_per_source_and_exported_as_metrics() {
+    for db in fresh_databases(clock()).await {
+        db.store
+            .sync_councils(Registry::builtin(), &Settings::defaults())
+            .await
+            .unwrap();
+        let wolverhampton = db
+            .store
+            .council_by_slug(&slug("wolverhampton"))
+            .await
+            .unwrap();
+        let source = db.store.council_sources(wolverhampton.id).await.unwrap()[0].source_id;
+
+        // Two failures, then a success: three polls, two of them failed.
+        db.store
+            .record_source_failure(source, "connection refused", 10)
+            .await
+            .unwrap();
+        db.store
+            .record_source_failure(source, "connection refused", 20)
+            .await
+            .unwrap();
+        let mut tx = db.store.begin_write().await.unwrap();
+        council_digest::store::sources::record_source_success(&mut tx, source, 30, Some(40))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let text = council_digest::web::metrics::render_metrics(&db.store)
+            .await
+            .unwrap();
+        let labels = format!("source=\"{source}\",council=\"wolverhampton\",kind=\"moderngov\"");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines.contains(&format!("council_digest_source_polls_total{{{labels}}} 3").as_str()),
+            "{}: {text}",
+            db.label
+        );
+        assert!(
+            lines.contains(
+                &format!("council_digest_source_poll_failures_total{{{labels}}} 2").as_str()
+            ),
+            "{}",
+            db.label
+        );
+        assert!(
+            lines.contains(
+                &format!("council_digest_source_consecutive_failures{{{labels}}} 0").as_str()
+            ),
+            "{}",
+            db.label
+        );
+    }
+}

@@ -279,7 +279,8 @@ pub async fn record_source_success(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "UPDATE sources SET last_poll_at = $1, last_success_at = $1, failing_since = NULL, \
-         consecutive_failures = 0, next_poll_at = $2 WHERE id = $3",
+         consecutive_failures = 0, next_poll_at = $2, polls_total = polls_total + 1 \
+         WHERE id = $3",
     )
     .bind(now)
     .bind(next_poll_at)
@@ -304,7 +305,8 @@ impl Store {
         let row = sqlx::query(
             "UPDATE sources SET last_poll_at = $1, last_error_at = $1, last_error = $2, \
              failing_since = COALESCE(failing_since, $1), \
-             consecutive_failures = consecutive_failures + 1, next_poll_at = $3 \
+             consecutive_failures = consecutive_failures + 1, next_poll_at = $3, \
+             polls_total = polls_total + 1, failures_total = failures_total + 1 \
              WHERE id = $4 RETURNING consecutive_failures",
         )
         .bind(now)

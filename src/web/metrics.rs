@@ -1,8 +1,9 @@
 //! `/metrics`: the service's state in the Prometheus text format, read straight from the
 //! tables (read-only) at each scrape, so every daemon sharing a database reports the same.
 //!
-//! Counts are of what the tables hold: polls are known per source as gauges (time of the last
-//! poll and success, current run of failures), not as running totals.
+//! Counts are of what the tables hold: per source, the running totals of polls and failed polls
+//! (kept by the poller in `sources`), the time of the last poll and success, and the current run
+//! of failures.
 
 use std::fmt::Write as _;
 
@@ -53,7 +54,7 @@ pub async fn render_metrics(store: &Store) -> Result<String, StoreError> {
 async fn sources(store: &Store, out: &mut String) -> Result<(), StoreError> {
     let rows = sqlx::query(
         "SELECT s.id, c.slug, s.kind, s.last_poll_at, s.last_success_at, \
-         s.consecutive_failures, s.failing_since \
+         s.consecutive_failures, s.failing_since, s.polls_total, s.failures_total \
          FROM sources s JOIN councils c ON c.id = s.council_id \
          WHERE s.active = 1 ORDER BY s.id",
     )
@@ -64,6 +65,8 @@ async fn sources(store: &Store, out: &mut String) -> Result<(), StoreError> {
     let mut polls = String::new();
     let mut successes = String::new();
     let mut failures = String::new();
+    let mut totals = String::new();
+    let mut failed_totals = String::new();
     let mut failing = 0i64;
     for row in &rows {
         let id: i64 = row.try_get("id").step("decode a source")?;
@@ -75,6 +78,8 @@ async fn sources(store: &Store, out: &mut String) -> Result<(), StoreError> {
             .try_get("consecutive_failures")
             .step("decode a source")?;
         let failing_since: Option<i64> = row.try_get("failing_since").step("decode a source")?;
+        let polls_total: i64 = row.try_get("polls_total").step("decode a source")?;
+        let failures_total: i64 = row.try_get("failures_total").step("decode a source")?;
         let labels = format!(
             "source=\"{id}\",council=\"{}\",kind=\"{}\"",
             label(&slug),
@@ -95,6 +100,14 @@ async fn sources(store: &Store, out: &mut String) -> Result<(), StoreError> {
         let _ = writeln!(
             failures,
             "council_digest_source_consecutive_failures{{{labels}}} {consecutive}"
+        );
+        let _ = writeln!(
+            totals,
+            "council_digest_source_polls_total{{{labels}}} {polls_total}"
+        );
+        let _ = writeln!(
+            failed_totals,
+            "council_digest_source_poll_failures_total{{{labels}}} {failures_total}"
         );
         if failing_since.is_some() {
             failing += 1;
@@ -131,6 +144,20 @@ async fn sources(store: &Store, out: &mut String) -> Result<(), StoreError> {
         "Failed polls of each source since its last success.",
     );
     out.push_str(&failures);
+    family(
+        out,
+        "council_digest_source_polls_total",
+        "counter",
+        "Polls of each source, successful or not.",
+    );
+    out.push_str(&totals);
+    family(
+        out,
+        "council_digest_source_poll_failures_total",
+        "counter",
+        "Failed polls of each source.",
+    );
+    out.push_str(&failed_totals);
     Ok(())
 }
 
