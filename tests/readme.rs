@@ -4,11 +4,15 @@
 #[test]
 fn the_readme_settings_reference_lists_every_key_with_its_default() {
     let readme = include_str!("../README.md");
-    let reference = &readme[readme.find("## Settings reference").expect("a reference section")..];
+    let reference = &readme[readme
+        .find("## Settings reference")
+        .expect("a reference section")..];
     let defaults: toml::Table = council_digest::settings::DEFAULT_TOML.parse().unwrap();
     let mut missing = Vec::new();
     for (section, table) in &defaults {
-        let Some(table) = table.as_table() else { continue };
+        let Some(table) = table.as_table() else {
+            continue;
+        };
         for (key, value) in table {
             let shown = match value {
                 toml::Value::String(s) => format!("\"{s}\""),
@@ -20,5 +24,9 @@ fn the_readme_settings_reference_lists_every_key_with_its_default() {
             }
         }
     }
-    assert!(missing.is_empty(), "README.md lacks or misstates:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "README.md lacks or misstates:\n{}",
+        missing.join("\n")
+    );
 }
