@@ -244,17 +244,7 @@ async fn run_job(
                 support: Some(support),
                 due_only: true,
             };
-            // The poll's future is not provably `Send` (a higher-ranked lifetime inside it), so
-            // it cannot be awaited in a spawned task: it runs on a blocking thread instead,
-            // driven by this runtime.
-            let store = ctx.store.clone();
-            let owned = settings.clone();
-            let runtime = tokio::runtime::Handle::current();
-            let report = tokio::task::spawn_blocking(move || {
-                runtime.block_on(poll_sources(&store, &owned, &filter))
-            })
-            .await
-            .map_err(|err| JobError::Setup(format!("the poll stopped abnormally: {err}")))??;
+            let report = poll_sources(&ctx.store, settings, &filter).await?;
             let totals = report.totals();
             Ok(format!(
                 "{} sources: {} new, {} changed, {} withdrawn, {} failed",

@@ -263,3 +263,45 @@ async fn the_limited_poll_job_polls_the_limited_councils_sources() {
     let full = run_now(&ctx, Job::PollFull).await.unwrap();
     assert_eq!(full, "0 sources: 0 new, 0 changed, 0 withdrawn, 0 failed");
 }
+
+#[tokio::test]
+async fn a_poll_runs_as_an_ordinary_spawned_task() {
+    let db = fresh_databases(Clock::fixed(monday_morning()))
+        .await
+        .remove(0);
+    let feed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/feeds/news_windows1252.rss"
+    );
+    let mut settings = Settings::defaults();
+    settings.fetch.allow_file_urls = true;
+    settings.councils.insert(
+        "leeds".to_owned(),
+        council_digest::settings::CouncilOverride {
+            feeds: vec![format!("file://{feed}")],
+            ..Default::default()
+        },
+    );
+    db.store
+        .sync_councils(council_digest::registry::Registry::builtin(), &settings)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE sources SET active = 0 WHERE url NOT LIKE 'file:%'")
+        .execute(db.store.pool())
+        .await
+        .unwrap();
+
+    // `tokio::spawn` takes only `Send` futures: this compiles only while the poll's is one.
+    let store = db.store.clone();
+    let report = tokio::spawn(async move {
+        let filter = council_digest::sources::poll::PollFilter::default();
+        council_digest::sources::poll::poll_sources(&store, &settings, &filter).await
+    })
+    .await
+    .unwrap()
+    .unwrap();
+
+    // Three of the fixture's four items are readable (the last has no title and no link).
+    assert_eq!(report.totals().sources, 1);
+    assert_eq!(report.totals().new, 3);
+}

@@ -611,25 +611,20 @@ async fn fetch_moderngov(
         // Details are fetched a few at a time (the fetcher's per-host limit still applies),
         // in list order; the first failure fails the source.
         let details: Vec<Option<moderngov::MeetingDetail>> = if full {
-            futures::stream::iter(list.meetings.iter().map(|listed| {
-                let detail_url = moderngov::meeting_url(&base, &listed.meeting_id);
-                let base = base.as_str();
-                async move {
-                    match fetcher.fetch(&detail_url, None, Expect::Xml).await? {
-                        Fetched::Body { bytes, .. } => {
-                            moderngov::parse_meeting_detail(&body_text(&bytes), base)
-                                .map(Some)
-                                .map_err(|err| malformed(&detail_url, err))
-                        }
-                        Fetched::NotModified => Ok(None),
-                    }
-                }
-            }))
-            .buffered(fetcher.per_host_limit())
-            .collect::<Vec<Result<_, SourceError>>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?
+            // Owned URLs and a named `async fn`: a closure over borrowed meetings returning an
+            // async block makes the poll's future not provably `Send` (rust-lang/rust#102211).
+            let urls: Vec<String> = list
+                .meetings
+                .iter()
+                .map(|listed| moderngov::meeting_url(&base, &listed.meeting_id))
+                .collect();
+            futures::stream::iter(urls)
+                .map(|url| fetch_meeting_detail(fetcher, &base, url))
+                .buffered(fetcher.per_host_limit())
+                .collect::<Vec<Result<_, SourceError>>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()?
         } else {
             vec![None; list.meetings.len()]
         };
@@ -646,6 +641,23 @@ async fn fetch_moderngov(
     // Every answer was 304: the source said nothing new.
     data.not_modified = all_not_modified;
     Ok(data)
+}
+
+/// One meeting's detail from `GetMeeting`; `None` when the server answered 304.
+async fn fetch_meeting_detail(
+    fetcher: &Fetcher,
+    base: &str,
+    detail_url: String,
+) -> Result<Option<moderngov::MeetingDetail>, SourceError> {
+    match fetcher.fetch(&detail_url, None, Expect::Xml).await? {
+        Fetched::Body { bytes, .. } => moderngov::parse_meeting_detail(&body_text(&bytes), base)
+            .map(Some)
+            .map_err(|err| SourceError::Malformed {
+                url: detail_url,
+                reason: err.to_string(),
+            }),
+        Fetched::NotModified => Ok(None),
+    }
 }
 
 /// Makes a fetch error a source error (used by `?`).
