@@ -27,9 +27,9 @@ use crate::daemon::Context;
 use crate::delivery::{DeliveryError, Drain, MailRenderer, Mailer};
 use crate::domain::{IsoWeek, SupportLevel, UK_ZONE};
 use crate::settings::{CronSchedule, Settings};
-use crate::sources::poll::{PollFilter, poll_sources};
-use crate::store::StoreError;
+use crate::sources::poll::{PollFilter, poll_overdue_sources, poll_sources};
 use crate::store::jobs::{self, TickClaim};
+use crate::store::{Backend, StoreError};
 
 /// The scheduled jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -125,6 +125,9 @@ pub enum TickOutcome {
     Ran { tick_at: i64, summary: String },
     /// The job ran and failed; recorded, and the next tick tries again.
     Failed { tick_at: i64, error: String },
+    /// The latest tick's run was left unfinished by a daemon that stopped (its lease ran out):
+    /// this daemon took it over and ran it again; the summary is in `job_runs.outcome`.
+    Resumed { tick_at: i64, summary: String },
     /// Another daemon (or an earlier call) claimed this tick.
     ClaimedElsewhere { tick_at: i64 },
     /// The job's first start: the current firing was recorded as skipped.
@@ -156,61 +159,159 @@ pub fn due_tick(schedule: &CronSchedule, last: Option<i64>, now: DateTime<Utc>) 
     }
 }
 
-/// Runs `job` if a tick of it is due at the context's clock and this daemon wins the claim.
+/// Runs `job` if a tick of it is due at the context's clock and this daemon wins the claim, or
+/// takes over the latest tick if the daemon that claimed it stopped before finishing it.
 pub async fn run_due(ctx: &Context, job: Job, claimant: &str) -> Result<TickOutcome, JobError> {
     if !job.is_registered() {
         return Err(JobError::NotRegistered(job));
     }
     let settings = ctx.settings();
-    let now = ctx.clock.now();
+    let now = ctx.clock.now_ts();
+    let lease = lease_seconds(&settings);
     let last = jobs::last_tick(&ctx.store, job.name()).await?;
-    let Some(tick_at) = due_tick(job.schedule(&settings), last, now) else {
-        return Ok(TickOutcome::NothingDue);
+    let due = due_tick(job.schedule(&settings), last, ctx.clock.now());
+
+    // Unfinished runs of stopped daemons before the newest tick are superseded by it, as a
+    // missed tick is by a later one.
+    if let Some(newest) = due.or(last) {
+        let closed =
+            jobs::abandon_stale_ticks(&ctx.store, job.name(), newest, SUPERSEDED, now).await?;
+        if closed > 0 {
+            tracing::warn!(
+                job = job.name(),
+                runs = closed,
+                "runs left unfinished by a stopped daemon are superseded by a later tick"
+            );
+        }
+    }
+
+    let Some(tick_at) = due else {
+        let Some(last) = last else {
+            return Ok(TickOutcome::NothingDue);
+        };
+        let claim =
+            jobs::take_over_stale_tick(&ctx.store, job.name(), last, claimant, now, now + lease);
+        if claim.await? == TickClaim::Taken {
+            return Ok(TickOutcome::NothingDue);
+        }
+        tracing::warn!(
+            job = job.name(),
+            tick = %from_ts(last),
+            "taking over a run that a stopped daemon did not finish"
+        );
+        return Ok(
+            match run_claimed(ctx, &settings, job, last, claimant).await? {
+                Ok(summary) => TickOutcome::Resumed {
+                    tick_at: last,
+                    summary,
+                },
+                Err(error) => TickOutcome::Failed {
+                    tick_at: last,
+                    error,
+                },
+            },
+        );
     };
 
-    let claim = jobs::claim_tick(&ctx.store, job.name(), tick_at, claimant, now.timestamp());
+    let claim = jobs::claim_tick(&ctx.store, job.name(), tick_at, claimant, now, now + lease);
     if claim.await? == TickClaim::Taken {
         return Ok(TickOutcome::ClaimedElsewhere { tick_at });
     }
     if last.is_none() {
         let note = "skipped: the job's first start";
-        jobs::finish_tick(&ctx.store, job.name(), tick_at, note, now.timestamp()).await?;
+        jobs::finish_tick(&ctx.store, job.name(), tick_at, note, now).await?;
         tracing::info!(job = job.name(), tick = %from_ts(tick_at), "job registered");
         return Ok(TickOutcome::FirstStart { tick_at });
     }
 
+    Ok(
+        match run_claimed(ctx, &settings, job, tick_at, claimant).await? {
+            Ok(summary) => TickOutcome::Ran { tick_at, summary },
+            Err(error) => TickOutcome::Failed { tick_at, error },
+        },
+    )
+}
+
+/// The outcome recorded for a stopped daemon's unfinished run that a later tick supersedes.
+const SUPERSEDED: &str = "abandoned: its daemon stopped during the run, and a later tick ran";
+
+fn lease_seconds(settings: &Settings) -> i64 {
+    i64::try_from(settings.schedule.lease_seconds).unwrap_or(i64::MAX / 4)
+}
+
+/// Runs a tick this daemon has claimed, keeping its lease alive meanwhile, and records how it
+/// ended: the summary, or the error as text (the job failed; the next tick tries again).
+async fn run_claimed(
+    ctx: &Context,
+    settings: &Settings,
+    job: Job,
+    tick_at: i64,
+    claimant: &str,
+) -> Result<Result<String, String>, JobError> {
     let span = tracing::info_span!("job", job = job.name(), tick = %from_ts(tick_at));
-    let result = run_job(ctx, &settings, job, tick_at)
-        .instrument(span.clone())
-        .await;
-    let finished = ctx.clock.now_ts();
-    let _entered = span.enter();
-    match result {
-        Ok(summary) => {
-            jobs::finish_tick(
-                &ctx.store,
-                job.name(),
-                tick_at,
-                &format!("ok: {summary}"),
-                finished,
-            )
-            .await?;
-            tracing::info!(summary = %summary, "job finished");
-            Ok(TickOutcome::Ran { tick_at, summary })
-        }
-        Err(err) => {
-            let error = err.to_string();
-            jobs::finish_tick(
-                &ctx.store,
-                job.name(),
-                tick_at,
-                &format!("error: {error}"),
-                finished,
-            )
-            .await?;
-            tracing::error!(error = %error, "job failed");
-            Ok(TickOutcome::Failed { tick_at, error })
-        }
+    async move {
+        let keeper = LeaseKeeper::start(ctx, settings, job, tick_at, claimant);
+        let result = run_job(ctx, settings, job, tick_at).await;
+        drop(keeper);
+
+        let (outcome, result) = match result {
+            Ok(summary) => {
+                tracing::info!(summary = %summary, "job finished");
+                (format!("ok: {summary}"), Ok(summary))
+            }
+            Err(err) => {
+                let error = err.to_string();
+                tracing::error!(error = %error, "job failed");
+                (format!("error: {error}"), Err(error))
+            }
+        };
+        let finished = ctx.clock.now_ts();
+        jobs::finish_tick(&ctx.store, job.name(), tick_at, &outcome, finished).await?;
+        Ok(result)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Renews a claimed tick's lease every third of `schedule.lease_seconds` while its run goes
+/// on, in a task of its own (so a run holding the database's write lock cannot starve it);
+/// dropping the keeper stops it.
+struct LeaseKeeper(tokio::task::JoinHandle<()>);
+
+impl LeaseKeeper {
+    fn start(
+        ctx: &Context,
+        settings: &Settings,
+        job: Job,
+        tick_at: i64,
+        claimant: &str,
+    ) -> LeaseKeeper {
+        let lease = lease_seconds(settings);
+        let every = std::time::Duration::from_secs((settings.schedule.lease_seconds / 3).max(1));
+        let store = ctx.store.clone();
+        let clock = ctx.clock.clone();
+        let claimant = claimant.to_owned();
+        let task = async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let until = clock.now_ts() + lease;
+                match jobs::renew_claim(&store, job.name(), tick_at, &claimant, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("the run's claim was taken over by another daemon");
+                        return;
+                    }
+                    Err(err) => tracing::warn!(error = %err, "cannot renew the run's claim"),
+                }
+            }
+        };
+        LeaseKeeper(tokio::spawn(task.in_current_span()))
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -324,13 +425,26 @@ pub fn claimant_id() -> String {
     )
 }
 
-/// Starts one task per registered job; each runs its due ticks until shutdown.
+/// Starts one task per registered job; each runs its due ticks until shutdown. With
+/// `schedule.poll_on_start`, one more task polls the overdue sources once (see the module doc).
 pub fn spawn_jobs(ctx: &Context, tasks: &mut tokio::task::JoinSet<()>) {
     let claimant = claimant_id();
+    let mut polls_started = Vec::new();
     for job in registered_jobs() {
         let ctx = ctx.clone();
         let claimant = claimant.clone();
-        tasks.spawn(async move { job_loop(ctx, job, claimant).await });
+        let started = if matches!(job, Job::PollFull | Job::PollLimited) {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            polls_started.push(rx);
+            Some(tx)
+        } else {
+            None
+        };
+        tasks.spawn(async move { job_loop(ctx, job, claimant, started).await });
+    }
+    if ctx.settings().schedule.poll_on_start {
+        let ctx = ctx.clone();
+        tasks.spawn(async move { poll_on_start(ctx, polls_started).await });
     }
     let skipped: Vec<&str> = Job::ALL
         .iter()
@@ -344,8 +458,55 @@ pub fn spawn_jobs(ctx: &Context, tasks: &mut tokio::task::JoinSet<()>) {
     );
 }
 
-/// Runs `job`'s due tick (a missed one first), then sleeps until its next firing.
-async fn job_loop(ctx: Context, job: Job, claimant: String) {
+/// Polls the overdue sources once the poll jobs have run their first due tick (so that what a
+/// missed tick polled is not polled twice). Shutdown stops it; what was stored stays stored.
+async fn poll_on_start(ctx: Context, polls_started: Vec<tokio::sync::oneshot::Receiver<()>>) {
+    for started in polls_started {
+        // An error means the job's loop ended early; the poll goes ahead regardless.
+        let _ = started.await;
+    }
+    let settings = ctx.settings();
+    let span = tracing::info_span!("job", job = "poll_on_start", tick = "daemon start");
+    let poll = poll_overdue_sources(&ctx.store, &settings).instrument(span.clone());
+    tokio::select! {
+        report = poll => {
+            let _entered = span.enter();
+            match report {
+                Ok(report) => {
+                    let totals = report.totals();
+                    tracing::info!(
+                        sources = totals.sources,
+                        new = totals.new,
+                        changed = totals.changed,
+                        withdrawn = totals.withdrawn,
+                        failed = totals.failed,
+                        "overdue sources polled at start"
+                    );
+                }
+                Err(err) => tracing::error!(error = %err, "cannot poll the overdue sources"),
+            }
+        }
+        _ = ctx.shutdown.cancelled() => {}
+    }
+}
+
+/// Runs `job`'s due tick (a missed one first), then sleeps until its next firing, or until the
+/// lease of another daemon's unfinished run of it runs out, to take that run over. `started`
+/// is told once the first due tick has been dealt with.
+async fn job_loop(
+    ctx: Context,
+    job: Job,
+    claimant: String,
+    mut started: Option<tokio::sync::oneshot::Sender<()>>,
+) {
+    if ctx.store.backend() == Backend::Sqlite {
+        // One daemon per SQLite database: an unfinished run is its killed predecessor's.
+        match jobs::release_unfinished_ticks(&ctx.store, job.name()).await {
+            Ok(0) => {}
+            Ok(runs) => tracing::info!(job = job.name(), runs, "unfinished runs released"),
+            Err(err) => tracing::error!(job = job.name(), error = %err, "cannot release runs"),
+        }
+    }
     loop {
         if ctx.shutdown.is_cancelled() {
             return;
@@ -353,14 +514,25 @@ async fn job_loop(ctx: Context, job: Job, claimant: String) {
         if let Err(err) = run_due(&ctx, job, &claimant).await {
             tracing::error!(job = job.name(), error = %err, "cannot run a scheduled job");
         }
+        if let Some(started) = started.take() {
+            let _ = started.send(());
+        }
 
         let settings = ctx.settings();
         let now = ctx.clock.now();
-        let Some(next) = job.schedule(&settings).next_after(now) else {
+        let next = job.schedule(&settings).next_after(now);
+        let lease_end = match jobs::earliest_lease_end(&ctx.store, job.name()).await {
+            Ok(end) => end.map(|end| from_ts(end + 1).max(now + chrono::Duration::seconds(1))),
+            Err(err) => {
+                tracing::warn!(job = job.name(), error = %err, "cannot read the job's leases");
+                None
+            }
+        };
+        let Some(wake) = next.into_iter().chain(lease_end).min() else {
             tracing::warn!(job = job.name(), "the job's schedule never fires again");
             return;
         };
-        let wait = (next - now).to_std().unwrap_or_default();
+        let wait = (wake - now).to_std().unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.shutdown.cancelled() => return,

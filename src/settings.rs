@@ -74,11 +74,24 @@ pub struct WebSettings {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum TlsMode {
     None,
     Starttls,
     Tls,
+}
+
+impl TryFrom<String> for TlsMode {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        match raw.as_str() {
+            "none" => Ok(TlsMode::None),
+            "starttls" => Ok(TlsMode::Starttls),
+            "tls" => Ok(TlsMode::Tls),
+            _ => Err(format!("`{raw}` is not one of none, starttls, tls")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -144,6 +157,8 @@ pub struct ScheduleSettings {
     pub promotion: CronSchedule,
     pub digest: CronSchedule,
     pub delivery: CronSchedule,
+    pub lease_seconds: u64,
+    pub poll_on_start: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -194,10 +209,22 @@ pub struct DeliverySettings {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum LogFormat {
     Text,
     Json,
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        match raw.as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("`{raw}` is not one of text, json")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -290,9 +317,10 @@ impl SettingsSource {
             })?;
             let table: toml::Table = text.parse().map_err(|err: toml::de::Error| {
                 SettingsError::one(format!(
-                    "{}: not valid TOML: {}",
+                    "{}{}: not valid TOML: {}",
                     file.display(),
-                    err.message()
+                    line_and_column(&text, err.span()),
+                    err.message().trim_end().replace('\n', "; ")
                 ))
             })?;
             check_keys(
@@ -319,14 +347,18 @@ impl SettingsSource {
         if let Some(file) = &self.file {
             builder = builder.add_source(File::from(file.as_path()).format(FileFormat::Toml));
         }
-        builder = builder.add_source(
-            Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("feeds"),
-        );
+        // Each `COUNCIL_DIGEST__COUNCILS__<SLUG>__FEEDS` is a comma-separated list.
+        let mut environment = Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",");
+        for (name, _) in std::env::vars() {
+            if let Some(path) = env_key_path(&name).filter(|path| path.ends_with(".feeds")) {
+                environment = environment.with_list_parse_key(&path);
+            }
+        }
+        builder = builder.add_source(environment);
         let merged = builder
             .build()
             .map_err(|err| SettingsError::one(format!("cannot merge settings: {err}")))?;
@@ -344,6 +376,17 @@ impl SettingsSource {
             None => "settings (defaults, environment)".to_owned(),
         }
     }
+}
+
+/// `:LINE:COLUMN` (both from 1) of the start of a parse error's span, or nothing without one.
+fn line_and_column(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(start) = span.map(|span| span.start.min(text.len())) else {
+        return String::new();
+    };
+    let before = text.get(..start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!(":{line}:{column}")
 }
 
 /// Maps `COUNCIL_DIGEST__PROMOTION__THRESHOLD` to `promotion.threshold`.
@@ -524,6 +567,9 @@ impl Settings {
         }
         if self.fetch.backoff_max_seconds > 86_400 {
             problems.push("fetch.backoff_max_seconds: at most 86400 (a day)".to_owned());
+        }
+        if self.schedule.lease_seconds < 3 {
+            problems.push("schedule.lease_seconds: at least 3".to_owned());
         }
         if self.schedule.digest.fires_in_spring_forward_gap() {
             problems.push(format!(
@@ -757,6 +803,8 @@ impl Settings {
                 ("promotion", q(&s.promotion.expression)),
                 ("digest", q(&s.digest.expression)),
                 ("delivery", q(&s.delivery.expression)),
+                ("lease_seconds", s.lease_seconds.to_string()),
+                ("poll_on_start", s.poll_on_start.to_string()),
             ],
         );
         section(
@@ -903,6 +951,34 @@ mod tests {
             "{err}"
         );
         assert!(err.problems[0].contains("settings.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_toml_is_named_with_the_line_and_column_of_the_fault() {
+        // The unclosed `[smtp` header is on line 3.
+        let err = load_text("[web]\nbind = \"127.0.0.1:8080\"\n[smtp\nport = 2\n").unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert!(err.problems[0].contains("settings.toml:3:"), "{err}");
+        assert!(err.problems[0].contains("not valid TOML"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_tls_mode_or_log_format_lists_the_accepted_ones() {
+        let err = load_text("[smtp]\ntls = \"ssl\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`ssl` is not one of none, starttls, tls"),
+            "{err}"
+        );
+        let err = load_text("[log]\nformat = \"yaml\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("`yaml` is not one of text, json"),
+            "{err}"
+        );
+        assert_eq!(
+            load_text("[smtp]\ntls = \"starttls\"\n").unwrap().smtp.tls,
+            TlsMode::Starttls
+        );
     }
 
     #[test]

@@ -115,7 +115,7 @@ async fn each_tick_runs_once_across_two_daemons_sharing_the_database() {
             "{}: {outcomes:?}",
             db.label
         );
-        let late = claim_tick(&db.store, "delivery", tick, "daemon-c", tick)
+        let late = claim_tick(&db.store, "delivery", tick, "daemon-c", tick, tick + 60)
             .await
             .unwrap();
         assert_eq!(late, TickClaim::Taken, "{}", db.label);
@@ -304,4 +304,171 @@ async fn a_poll_runs_as_an_ordinary_spawned_task() {
     // Three of the fixture's four items are readable (the last has no title and no link).
     assert_eq!(report.totals().sources, 1);
     assert_eq!(report.totals().new, 3);
+}
+
+fn at(rfc3339: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()
+}
+
+/// Settings whose job leases last 20 seconds, shorter than the delivery job's minute.
+fn short_leases(server: &SmtpServer, dir: &std::path::Path) -> Settings {
+    let mut settings = settings_for(server, dir);
+    settings.schedule.lease_seconds = 20;
+    settings
+}
+
+#[tokio::test]
+async fn a_tick_left_unfinished_by_a_stopped_daemon_is_run_again_once_its_lease_runs_out() {
+    for db in fresh_databases(Clock::fixed(monday_morning())).await {
+        db.store.clock().set(monday_morning());
+        let dir = tempfile::tempdir().unwrap();
+        let server = SmtpServer::start(FaultMode::Accept);
+        let (ctx, _settings) = context(&db.store, short_leases(&server, dir.path()));
+        run_due(&ctx, Job::Delivery, "daemon-b").await.unwrap();
+        seed_notices(&db.store, &addresses(4)).await;
+
+        // A daemon claimed the 07:01 tick, leased for 20 seconds, and was killed in the run.
+        let tick = at("2026-02-09T07:01:00Z").timestamp();
+        let claim = claim_tick(&db.store, "delivery", tick, "daemon-a", tick, tick + 20);
+        assert_eq!(claim.await.unwrap(), TickClaim::Won);
+
+        db.store.clock().set(at("2026-02-09T07:01:15Z"));
+        let while_leased = run_due(&ctx, Job::Delivery, "daemon-b").await.unwrap();
+        db.store.clock().set(at("2026-02-09T07:01:21Z"));
+        let after_lease = run_due(&ctx, Job::Delivery, "daemon-b").await.unwrap();
+        let again = run_due(&ctx, Job::Delivery, "daemon-b").await.unwrap();
+
+        assert_eq!(while_leased, TickOutcome::NothingDue, "{}", db.label);
+        assert_eq!(
+            after_lease,
+            TickOutcome::Resumed {
+                tick_at: tick,
+                summary: "sent 4, retrying 0, failed 0".to_owned()
+            },
+            "{}",
+            db.label
+        );
+        assert_eq!(again, TickOutcome::NothingDue, "{}", db.label);
+        assert_eq!(server.messages().len(), 4, "{}", db.label);
+        let runs = list_runs(&db.store, "delivery").await.unwrap();
+        let run = runs.iter().find(|r| r.tick_at == tick).unwrap();
+        assert_eq!(run.claimed_by, "daemon-b", "{}", db.label);
+        assert_eq!(
+            run.finished_at,
+            Some(at("2026-02-09T07:01:21Z").timestamp())
+        );
+        assert_eq!(
+            run.outcome.as_deref(),
+            Some("ok: sent 4, retrying 0, failed 0")
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unfinished_tick_of_a_stopped_daemon_is_superseded_by_a_later_firing() {
+    for db in fresh_databases(Clock::fixed(monday_morning())).await {
+        db.store.clock().set(monday_morning());
+        let dir = tempfile::tempdir().unwrap();
+        let server = SmtpServer::start(FaultMode::Accept);
+        let (ctx, _settings) = context(&db.store, short_leases(&server, dir.path()));
+        run_due(&ctx, Job::Delivery, "daemon-b").await.unwrap();
+        seed_notices(&db.store, &addresses(3)).await;
+        let stale = at("2026-02-09T07:01:00Z").timestamp();
+        claim_tick(&db.store, "delivery", stale, "daemon-a", stale, stale + 20)
+            .await
+            .unwrap();
+
+        // Back after the 07:02 firing: that tick runs, once, and the 07:01 one is closed.
+        db.store.clock().set(at("2026-02-09T07:02:30Z"));
+        let outcome = run_due(&ctx, Job::Delivery, "daemon-b").await.unwrap();
+        let again = run_due(&ctx, Job::Delivery, "daemon-b").await.unwrap();
+
+        let latest = at("2026-02-09T07:02:00Z").timestamp();
+        assert_eq!(
+            outcome,
+            TickOutcome::Ran {
+                tick_at: latest,
+                summary: "sent 3, retrying 0, failed 0".to_owned()
+            },
+            "{}",
+            db.label
+        );
+        assert_eq!(again, TickOutcome::NothingDue, "{}", db.label);
+        assert_eq!(server.messages().len(), 3, "{}", db.label);
+        let runs = list_runs(&db.store, "delivery").await.unwrap();
+        let closed = runs.iter().find(|r| r.tick_at == stale).unwrap();
+        assert_eq!(closed.claimed_by, "daemon-a");
+        assert_eq!(
+            closed.outcome.as_deref(),
+            Some("abandoned: its daemon stopped during the run, and a later tick ran"),
+            "{}",
+            db.label
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_renews_its_lease_so_no_other_daemon_takes_its_tick_over() {
+    for db in fresh_databases(Clock::fixed(monday_morning())).await {
+        db.store.clock().set(monday_morning());
+        let dir = tempfile::tempdir().unwrap();
+        // The first attempt of each message meets silence: the run lasts the 2 s timeout.
+        let server = SmtpServer::start(FaultMode::SilentFirst);
+        let mut settings = settings_for(&server, dir.path());
+        settings.schedule.lease_seconds = 3;
+        settings.smtp.timeout_seconds = 2;
+        let (a, _a_settings) = context(&db.store, settings.clone());
+        let (b, _b_settings) = context(&db.store, settings);
+        run_due(&a, Job::Delivery, "daemon-a").await.unwrap();
+        seed_notices(&db.store, &addresses(1)).await;
+        let tick = at("2026-02-09T07:01:00Z").timestamp();
+        db.store.clock().set(from_ts(tick));
+
+        let running = tokio::spawn(async move { run_due(&a, Job::Delivery, "daemon-a").await });
+        wait_for_run(&db.store, tick, |_| true).await;
+        // Ten seconds on: the first lease (to 07:01:03) would have run out, but the keeper
+        // renews it (every second) to 3 s past the clock.
+        db.store.clock().set(from_ts(tick + 10));
+        wait_for_run(&db.store, tick, |until| until >= tick + 13).await;
+        let other = run_due(&b, Job::Delivery, "daemon-b").await.unwrap();
+        let outcome = running.await.unwrap().unwrap();
+
+        assert_eq!(other, TickOutcome::NothingDue, "{}", db.label);
+        assert_eq!(
+            outcome,
+            TickOutcome::Ran {
+                tick_at: tick,
+                summary: "sent 0, retrying 1, failed 0".to_owned()
+            },
+            "{}",
+            db.label
+        );
+        let runs = list_runs(&db.store, "delivery").await.unwrap();
+        let run = runs.iter().find(|r| r.tick_at == tick).unwrap();
+        assert_eq!(run.claimed_by, "daemon-a", "{}", db.label);
+    }
+}
+
+fn from_ts(ts: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(ts, 0).unwrap()
+}
+
+/// Waits (polling the database, at most 10 s) until the unfinished run of the delivery job at
+/// `tick` exists with a lease that satisfies `lease`.
+async fn wait_for_run(store: &Store, tick: i64, lease: impl Fn(i64) -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let runs = list_runs(store, "delivery").await.unwrap();
+        let found = runs.iter().any(|r| {
+            r.tick_at == tick && r.finished_at.is_none() && r.claimed_until.is_some_and(&lease)
+        });
+        if found {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never showed the lease: {runs:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -133,7 +133,35 @@ pub async fn poll_sources_with(
         .into_iter()
         .filter(|t| !filter.due_only || is_due(t, now))
         .collect();
+    poll_each(store, settings, targets, fetcher, on_done).await
+}
 
+/// Polls every active source never polled, or whose next poll time has come: after a success
+/// that is its schedule's next firing, after a failure the end of its backoff. This is what a
+/// daemon owes its sources when it starts, rather than leaving them until the first firing of
+/// their schedule; a source polled recently, or waiting out a backoff, is left alone.
+pub async fn poll_overdue_sources(
+    store: &Store,
+    settings: &Settings,
+) -> Result<PollReport, SourceError> {
+    let fetcher = Fetcher::new(&settings.fetch).map_err(SourceError::Client)?;
+    let now = store.clock().now();
+    let targets: Vec<PollTarget> = store
+        .poll_targets(&[], None)
+        .await?
+        .into_iter()
+        .filter(|t| t.next_poll_at.is_none_or(|at| at <= now))
+        .collect();
+    poll_each(store, settings, targets, &fetcher, |_| {}).await
+}
+
+async fn poll_each(
+    store: &Store,
+    settings: &Settings,
+    targets: Vec<PollTarget>,
+    fetcher: &Fetcher,
+    on_done: impl Fn(&SourceOutcome),
+) -> Result<PollReport, SourceError> {
     let mut outcomes: Vec<SourceOutcome> = futures::stream::iter(targets)
         .map(|target| poll_one(store, settings, fetcher, target))
         .buffer_unordered(settings.fetch.global_concurrency.max(1))
