@@ -25,10 +25,11 @@ use council_digest::clock::Clock;
 use council_digest::delivery::{Drain, MailRenderer, Mailer};
 use council_digest::digest::build::{BuildMode, build_week};
 use council_digest::domain::{IsoWeek, UK_ZONE};
-use council_digest::mail::message::render_delivery;
+use council_digest::mail::message::{render_claimed, render_delivery};
 use council_digest::registry::Registry;
 use council_digest::settings::{Settings, TlsMode};
 use council_digest::store::Store;
+use council_digest::store::ledger::ClaimedDelivery;
 use council_digest::store::meetings::{DetailState, NewAgendaItem, NewMeeting, NewMeetingDetail};
 use council_digest::tokens::SigningKey;
 use futures::StreamExt;
@@ -194,25 +195,40 @@ async fn run_one(size: usize) -> serde_json::Value {
     );
     eprintln!("built {} digests in {build_secs:.1} s", built.built);
 
-    // Rendering alone, as the send will do it, over the first 10,000 queued deliveries.
-    let ids: Vec<i64> = sqlx::query("SELECT id FROM deliveries ORDER BY id LIMIT 10000")
-        .fetch_all(store.pool())
-        .await
-        .expect("list deliveries")
-        .iter()
-        .map(|row| row.get::<i64, _>("id"))
-        .collect();
+    // Rendering alone, as the drain does it (claimed batches of 500), over the first 10,000
+    // queued deliveries.
+    let queued: Vec<ClaimedDelivery> = sqlx::query(
+        "SELECT id, dedupe_key, kind, subscriber_id, digest_id, payload FROM deliveries \
+         ORDER BY id LIMIT 10000",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("list deliveries")
+    .iter()
+    .map(|row| ClaimedDelivery {
+        id: row.get("id"),
+        dedupe_key: row.get("dedupe_key"),
+        kind: row.get("kind"),
+        subscriber_id: row.get("subscriber_id"),
+        digest_id: row.get("digest_id"),
+        payload: row.get("payload"),
+        attempts: 1,
+        suppressed: false,
+    })
+    .collect();
+    let ids: Vec<i64> = queued.iter().map(|d| d.id).collect();
     let started = Instant::now();
     let mut total_bytes = 0usize;
     let mut sample = Vec::new();
-    for id in &ids {
-        let rendered = render_delivery(&store, &settings, &mailer.renderer, &mailer.ctx, *id)
-            .await
-            .expect("render a digest");
-        let bytes = rendered.message.formatted();
-        total_bytes += bytes.len();
-        if sample.is_empty() {
-            sample = bytes;
+    for batch in queued.chunks(500) {
+        let rendered =
+            render_claimed(&store, &settings, &mailer.renderer, &mailer.ctx, batch).await;
+        for result in rendered {
+            let bytes = result.expect("render a digest").message.formatted();
+            total_bytes += bytes.len();
+            if sample.is_empty() {
+                sample = bytes;
+            }
         }
     }
     let render_secs = started.elapsed().as_secs_f64();

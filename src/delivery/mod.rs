@@ -26,7 +26,7 @@ use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::mail::MailError;
-use crate::mail::message::{MailContext, render_delivery};
+use crate::mail::message::{MailContext, render_claimed, render_delivery};
 use crate::mail::templates::Renderer;
 use crate::mail::transport::{SendError, Transport, TransportError, redact_addresses};
 use crate::settings::{DeliverySettings, Settings};
@@ -112,6 +112,22 @@ pub trait RenderDelivery: Sync {
         &self,
         delivery: &ClaimedDelivery,
     ) -> impl Future<Output = Result<Rendered, RenderFailure>> + Send;
+
+    /// Renders a claimed batch, results in the batch's order. The default renders one
+    /// delivery at a time; a renderer that can share reads or cores across the batch does
+    /// better.
+    fn render_batch(
+        &self,
+        batch: &[ClaimedDelivery],
+    ) -> impl Future<Output = Vec<Result<Rendered, RenderFailure>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(batch.len());
+            for delivery in batch {
+                out.push(self.render(delivery).await);
+            }
+            out
+        }
+    }
 }
 
 /// The application's renderer: `mail::message::render_delivery` with the built templates.
@@ -139,6 +155,23 @@ impl RenderDelivery for MailRenderer<'_> {
             }),
             Err(err) => Err(classify_render_error(&err)),
         }
+    }
+
+    async fn render_batch(
+        &self,
+        batch: &[ClaimedDelivery],
+    ) -> Vec<Result<Rendered, RenderFailure>> {
+        render_claimed(self.store, self.settings, self.renderer, self.ctx, batch)
+            .await
+            .into_iter()
+            .map(|result| match result {
+                Ok(rendered) => Ok(Rendered {
+                    message: rendered.message,
+                    message_id: Some(rendered.message_id),
+                }),
+                Err(err) => Err(classify_render_error(&err)),
+            })
+            .collect()
     }
 }
 
@@ -227,15 +260,32 @@ impl<'a> Drain<'a> {
                 break;
             }
 
-            let mut outcomes = futures::stream::iter(claimed)
+            // Rendered for the whole batch first (shared reads, every core); a suppressed
+            // subscriber's message is not rendered at all.
+            let to_render: Vec<ClaimedDelivery> =
+                claimed.iter().filter(|d| !d.suppressed).cloned().collect();
+            let mut rendered = render.render_batch(&to_render).await.into_iter();
+            let prepared: Vec<(ClaimedDelivery, Option<Result<Rendered, RenderFailure>>)> = claimed
+                .into_iter()
                 .map(|delivery| {
+                    let result = if delivery.suppressed {
+                        None
+                    } else {
+                        rendered.next()
+                    };
+                    (delivery, result)
+                })
+                .collect();
+
+            let mut outcomes = futures::stream::iter(prepared)
+                .map(|(delivery, result)| {
                     let span = tracing::info_span!(
                         "delivery",
                         delivery_id = delivery.id,
                         subscriber_id = delivery.subscriber_id,
                         attempt = delivery.attempts,
                     );
-                    self.deliver_one(delivery, render, &limiter, shutdown)
+                    self.deliver_one(delivery, result, &limiter, shutdown)
                         .instrument(span)
                 })
                 .buffer_unordered(workers);
@@ -266,10 +316,10 @@ impl<'a> Drain<'a> {
         Ok(report)
     }
 
-    async fn deliver_one<R: RenderDelivery>(
+    async fn deliver_one(
         &self,
         delivery: ClaimedDelivery,
-        render: &R,
+        rendered: Option<Result<Rendered, RenderFailure>>,
         limiter: &governor::DefaultDirectRateLimiter,
         shutdown: Option<&CancellationToken>,
     ) -> Result<Outcome, StoreError> {
@@ -287,13 +337,19 @@ impl<'a> Drain<'a> {
                 .await;
         }
 
-        let rendered = match render.render(&delivery).await {
-            Ok(rendered) => rendered,
-            Err(RenderFailure::Permanent(detail)) => {
+        let rendered = match rendered {
+            Some(Ok(rendered)) => rendered,
+            None => {
+                return Err(StoreError::Invalid(format!(
+                    "delivery {} was claimed but not rendered",
+                    delivery.id
+                )));
+            }
+            Some(Err(RenderFailure::Permanent(detail))) => {
                 let detail = format!("cannot render the message: {detail}");
                 return self.give_up(&delivery, &detail, false).await;
             }
-            Err(RenderFailure::Transient(detail)) => {
+            Some(Err(RenderFailure::Transient(detail))) => {
                 let detail = format!("cannot render the message: {detail}");
                 return self.retry_later(&delivery, &detail).await;
             }

@@ -16,7 +16,7 @@ use sqlx::Row;
 
 use crate::digest::DigestError;
 use crate::digest::contents::{
-    CONTENTS_VERSION, CouncilSection, DigestContents, DigestRecord, LimitedBlock,
+    CONTENTS_VERSION, CouncilSection, DigestContents, DigestRecord, LimitedBlock, SectionRef,
 };
 use crate::digest::load::{CouncilWeek, Window, load_council_week};
 use crate::domain::{EmailAddress, IsoWeek, SupportLevel};
@@ -25,8 +25,7 @@ use crate::mail::templates::Renderer;
 use crate::ranking::Standing;
 use crate::settings::Settings;
 use crate::store::councils::Council;
-use crate::store::deliveries::{Enqueued, NewDelivery, enqueue_delivery};
-use crate::store::{StepContext, Store};
+use crate::store::{StepContext, Store, StoreError};
 
 /// Subscribers read per query.
 const PAGE_SIZE: i64 = 500;
@@ -141,6 +140,17 @@ pub async fn build_week_with_progress(
         .into_iter()
         .map(|s| (s.council.id, s))
         .collect();
+    let run = Run {
+        store,
+        settings,
+        renderer,
+        ctx,
+        week_text: week.to_string(),
+        window,
+        now,
+        standings,
+        mode,
+    };
     let mut cache = RunCache::default();
     let mut report = BuildReport::default();
 
@@ -157,36 +167,8 @@ pub async fn build_week_with_progress(
         let Some(last) = page.last() else { break };
         after = after.max(last.id);
 
-        for recipient in &page {
-            report.subscribers += 1;
-            let outcome = build_one(
-                store,
-                settings,
-                renderer,
-                ctx,
-                week,
-                &window,
-                now,
-                recipient,
-                &standings,
-                &mut cache,
-                &mode,
-                &mut report,
-            )
+        run.build_page(&page, &mut cache, &mut report, progress)
             .await;
-            match outcome {
-                Ok(()) => {}
-                Err(err) => {
-                    report.failed += 1;
-                    tracing::warn!(
-                        subscriber = recipient.id,
-                        error = %err,
-                        "digest for a subscriber failed; the others go on"
-                    );
-                }
-            }
-            progress(report.subscribers, report.failed);
-        }
         if only.is_some() || (page.len() as i64) < PAGE_SIZE {
             break;
         }
@@ -205,190 +187,456 @@ pub async fn build_week_with_progress(
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn build_one(
-    store: &Store,
-    settings: &Settings,
-    renderer: &Renderer,
-    ctx: &MailContext,
-    week: IsoWeek,
-    window: &Window,
+/// What one run knows before its first subscriber.
+struct Run<'a> {
+    store: &'a Store,
+    settings: &'a Settings,
+    renderer: &'a Renderer,
+    ctx: &'a MailContext,
+    week_text: String,
+    window: Window,
     now: DateTime<Utc>,
-    recipient: &Recipient,
-    standings: &HashMap<i64, Standing>,
-    cache: &mut RunCache,
-    mode: &BuildMode,
-    report: &mut BuildReport,
-) -> Result<(), DigestError> {
-    let week_text = week.to_string();
-    let existing = digest_id_for(store, recipient.id, &week_text).await?;
-    if let (Some(digest_id), BuildMode::Queue) = (existing, mode) {
-        report.already_built += 1;
-        if queue_delivery(store, recipient.id, &week_text, digest_id, now).await? {
-            report.queued += 1;
-        }
-        return Ok(());
-    }
-
-    let mut councils: Vec<Council> = Vec::with_capacity(recipient.council_ids.len());
-    for id in &recipient.council_ids {
-        match standings.get(id) {
-            Some(standing) => councils.push(standing.council.clone()),
-            None => councils.push(store.council_by_id(*id).await?),
-        }
-    }
-    councils.sort_by(|a, b| a.name.cmp(&b.name));
-    let any_full = councils.iter().any(|c| c.support == SupportLevel::Full);
-    if !any_full && !settings.digest.send_when_all_limited {
-        report.all_limited += 1;
-        tracing::debug!(subscriber = recipient.id, "all councils limited: no digest");
-        return Ok(());
-    }
-
-    let since = previous_build(store, recipient.id, &week_text).await?;
-    let mut contents = DigestContents {
-        version: CONTENTS_VERSION,
-        week: week_text.clone(),
-        week_start: window.week_start,
-        window_start: window.start,
-        window_end: window.end,
-        built_at: now.timestamp(),
-        changes_since: since,
-        councils: Vec::new(),
-        limited: Vec::new(),
-    };
-    for council in &councils {
-        match council.support {
-            SupportLevel::Full => {
-                let loaded = match cache.weeks.entry(council.id) {
-                    Entry::Occupied(entry) => entry.into_mut(),
-                    Entry::Vacant(entry) => entry.insert(
-                        load_council_week(
-                            store,
-                            council,
-                            window,
-                            settings.digest.extract_chars,
-                            now,
-                        )
-                        .await?,
-                    ),
-                };
-                contents.councils.push(loaded.section_since(since));
-            }
-            SupportLevel::Limited => {
-                let standing = standings.get(&council.id);
-                contents.limited.push(LimitedBlock {
-                    council_id: council.id,
-                    slug: council.slug.to_string(),
-                    name: council.name.clone(),
-                    position: standing.and_then(|s| s.position),
-                    waiting: standing.map(|s| s.waiting).unwrap_or(0),
-                    needed: standing.map(|s| s.needed).unwrap_or(0),
-                });
-            }
-        }
-    }
-
-    match mode {
-        BuildMode::Queue => {
-            let mut section_ids = Vec::with_capacity(contents.councils.len());
-            for section in &contents.councils {
-                let id = match cache.section_ids.get(&section.council_id) {
-                    Some(id) => *id,
-                    None => {
-                        let id = store_section(store, &week_text, section, now).await?;
-                        cache.section_ids.insert(section.council_id, id);
-                        id
-                    }
-                };
-                section_ids.push(id);
-            }
-            let record = DigestRecord::of(&contents, &section_ids);
-            let (digest_id, queued) = record_and_queue(store, recipient.id, &record, now).await?;
-            report.built += 1;
-            if queued {
-                report.queued += 1;
-            }
-            tracing::debug!(
-                subscriber = recipient.id,
-                digest = digest_id,
-                "digest recorded"
-            );
-        }
-        BuildMode::DryRun { out } => {
-            let rendered = digest_message(
-                ctx,
-                renderer,
-                &recipient.email,
-                recipient.id,
-                None,
-                &contents,
-            )?;
-            let eml = rendered.message.formatted();
-            report.built += 1;
-            match out {
-                Some(dir) => {
-                    let path = dir.join(format!(
-                        "digest-{week_text}-subscriber-{}.eml",
-                        recipient.id
-                    ));
-                    std::fs::write(&path, &eml).map_err(|source| DigestError::Write {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    report.written.push(path);
-                }
-                None => {
-                    if report.preview.is_none() {
-                        report.preview = Some(String::from_utf8_lossy(&eml).into_owned());
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
+    standings: HashMap<i64, Standing>,
+    mode: BuildMode,
 }
 
-/// Records the digest and queues its delivery in one transaction; returns the digest's id and
-/// whether a delivery was queued now.
+/// A page's digests to record in its one write: (subscriber id, record as JSON).
+type NewRecords = Vec<(i64, String)>;
+
+impl Run<'_> {
+    /// Builds one page of subscribers. In queue mode the page's history is read in two
+    /// queries and its digests and deliveries are written in one transaction, so the cost of
+    /// a subscriber is a share of a few statements rather than a round trip of its own.
+    async fn build_page(
+        &self,
+        page: &[Recipient],
+        cache: &mut RunCache,
+        report: &mut BuildReport,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) {
+        let history = match page_history(self.store, page, &self.week_text).await {
+            Ok(history) => history,
+            Err(err) => {
+                self.page_failed(page.len(), &err, report, progress);
+                return;
+            }
+        };
+
+        let mut records: NewRecords = Vec::with_capacity(page.len());
+        let mut recorded: Vec<(i64, i64)> = Vec::new();
+        for recipient in page {
+            report.subscribers += 1;
+            let existing = history.this_week.get(&recipient.id).copied();
+            match (existing, &self.mode) {
+                (Some(digest_id), BuildMode::Queue) => recorded.push((recipient.id, digest_id)),
+                _ => {
+                    let since = history.previous.get(&recipient.id).copied();
+                    match self.build_one(recipient, since, cache, report).await {
+                        Ok(Some(json)) => records.push((recipient.id, json)),
+                        Ok(None) => {}
+                        Err(err) => {
+                            report.failed += 1;
+                            tracing::warn!(
+                                subscriber = recipient.id,
+                                error = %err,
+                                "digest for a subscriber failed; the others go on"
+                            );
+                        }
+                    }
+                }
+            }
+            progress(report.subscribers, report.failed);
+        }
+
+        if self.mode != BuildMode::Queue {
+            return;
+        }
+        let (new_count, earlier_count) = (records.len(), recorded.len());
+        match record_and_queue(self.store, &self.week_text, records, recorded, self.now).await {
+            Ok(written) => {
+                report.built += written.built;
+                report.already_built += written.already_built;
+                report.queued += written.queued;
+            }
+            Err(err) => {
+                // Nothing of the page was written; the next run builds it again.
+                report.failed += (new_count + earlier_count) as u64;
+                tracing::warn!(
+                    subscribers = new_count + earlier_count,
+                    error = %err,
+                    "recording a page of digests failed; the other pages go on"
+                );
+                progress(report.subscribers, report.failed);
+            }
+        }
+    }
+
+    fn page_failed(
+        &self,
+        count: usize,
+        err: &DigestError,
+        report: &mut BuildReport,
+        progress: &(dyn Fn(u64, u64) + Sync),
+    ) {
+        report.subscribers += count as u64;
+        report.failed += count as u64;
+        tracing::warn!(
+            subscribers = count,
+            error = %err,
+            "reading a page of digest history failed; the other pages go on"
+        );
+        progress(report.subscribers, report.failed);
+    }
+
+    /// Puts one subscriber's digest together. In queue mode returns its record as JSON, to be
+    /// written with the page; a dry run renders it instead. `None` when all the subscriber's
+    /// councils are limited and the settings send those no digest.
+    async fn build_one(
+        &self,
+        recipient: &Recipient,
+        since: Option<i64>,
+        cache: &mut RunCache,
+        report: &mut BuildReport,
+    ) -> Result<Option<String>, DigestError> {
+        let mut councils: Vec<Council> = Vec::with_capacity(recipient.council_ids.len());
+        for id in &recipient.council_ids {
+            match self.standings.get(id) {
+                Some(standing) => councils.push(standing.council.clone()),
+                None => councils.push(self.store.council_by_id(*id).await?),
+            }
+        }
+        councils.sort_by(|a, b| a.name.cmp(&b.name));
+        let any_full = councils.iter().any(|c| c.support == SupportLevel::Full);
+        if !any_full && !self.settings.digest.send_when_all_limited {
+            report.all_limited += 1;
+            tracing::debug!(subscriber = recipient.id, "all councils limited: no digest");
+            return Ok(None);
+        }
+
+        let mut contents = DigestContents {
+            version: CONTENTS_VERSION,
+            week: self.week_text.clone(),
+            week_start: self.window.week_start,
+            window_start: self.window.start,
+            window_end: self.window.end,
+            built_at: self.now.timestamp(),
+            changes_since: since,
+            councils: Vec::new(),
+            limited: Vec::new(),
+        };
+        let mut references = Vec::new();
+        for council in &councils {
+            match council.support {
+                SupportLevel::Full => {
+                    let loaded = self.council_week(council, cache).await?;
+                    match self.mode {
+                        BuildMode::Queue => references.push(SectionRef {
+                            section_id: self.section_id(council.id, cache).await?,
+                            changes: cached_week(cache, council.id)?.changes_since(since),
+                        }),
+                        BuildMode::DryRun { .. } => {
+                            contents.councils.push(loaded.section_since(since));
+                        }
+                    }
+                }
+                SupportLevel::Limited => {
+                    let standing = self.standings.get(&council.id);
+                    contents.limited.push(LimitedBlock {
+                        council_id: council.id,
+                        slug: council.slug.to_string(),
+                        name: council.name.clone(),
+                        position: standing.and_then(|s| s.position),
+                        waiting: standing.map(|s| s.waiting).unwrap_or(0),
+                        needed: standing.map(|s| s.needed).unwrap_or(0),
+                    });
+                }
+            }
+        }
+
+        match &self.mode {
+            BuildMode::Queue => {
+                let mut record = DigestRecord::of(&contents, &[]);
+                record.councils = references;
+                let json = serde_json::to_string(&record).map_err(DigestError::Encode)?;
+                Ok(Some(json))
+            }
+            BuildMode::DryRun { out } => {
+                self.write_dry_run(recipient, &contents, out.as_deref(), report)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The council's week, read once per run.
+    async fn council_week<'c>(
+        &self,
+        council: &Council,
+        cache: &'c mut RunCache,
+    ) -> Result<&'c CouncilWeek, DigestError> {
+        Ok(match cache.weeks.entry(council.id) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(
+                load_council_week(
+                    self.store,
+                    council,
+                    &self.window,
+                    self.settings.digest.extract_chars,
+                    self.now,
+                )
+                .await?,
+            ),
+        })
+    }
+
+    /// The `digest_sections` row of a loaded council's shared part, written once per run.
+    async fn section_id(&self, council_id: i64, cache: &mut RunCache) -> Result<i64, DigestError> {
+        if let Some(id) = cache.section_ids.get(&council_id) {
+            return Ok(*id);
+        }
+        let section = cached_week(cache, council_id)?.section.clone();
+        let id = store_section(self.store, &self.week_text, section, self.now).await?;
+        cache.section_ids.insert(council_id, id);
+        Ok(id)
+    }
+
+    fn write_dry_run(
+        &self,
+        recipient: &Recipient,
+        contents: &DigestContents,
+        out: Option<&std::path::Path>,
+        report: &mut BuildReport,
+    ) -> Result<(), DigestError> {
+        let rendered = digest_message(
+            self.ctx,
+            self.renderer,
+            &recipient.email,
+            recipient.id,
+            None,
+            contents,
+        )?;
+        let eml = rendered.message.formatted();
+        report.built += 1;
+        match out {
+            Some(dir) => {
+                let path = dir.join(format!(
+                    "digest-{}-subscriber-{}.eml",
+                    self.week_text, recipient.id
+                ));
+                std::fs::write(&path, &eml).map_err(|source| DigestError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                report.written.push(path);
+            }
+            None => {
+                if report.preview.is_none() {
+                    report.preview = Some(String::from_utf8_lossy(&eml).into_owned());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn cached_week(cache: &RunCache, council_id: i64) -> Result<&CouncilWeek, DigestError> {
+    cache
+        .weeks
+        .get(&council_id)
+        .ok_or_else(|| DigestError::Store(StoreError::NotFound(format!("council {council_id}"))))
+}
+
+/// What the page's subscribers already have: this week's digest (id) and the build time of
+/// the latest digest before this week.
+struct PageHistory {
+    this_week: HashMap<i64, i64>,
+    previous: HashMap<i64, i64>,
+}
+
+async fn page_history(
+    store: &Store,
+    page: &[Recipient],
+    week: &str,
+) -> Result<PageHistory, DigestError> {
+    let mut history = PageHistory {
+        this_week: HashMap::new(),
+        previous: HashMap::new(),
+    };
+    let (Some(first), Some(last)) = (
+        page.iter().map(|r| r.id).min(),
+        page.iter().map(|r| r.id).max(),
+    ) else {
+        return Ok(history);
+    };
+    let rows = sqlx::query(
+        "SELECT subscriber_id, id FROM digests WHERE week = $1 AND subscriber_id >= $2 \
+         AND subscriber_id <= $3",
+    )
+    .bind(week)
+    .bind(first)
+    .bind(last)
+    .fetch_all(store.pool())
+    .await
+    .step("look for this week's digests")?;
+    for row in &rows {
+        history.this_week.insert(
+            row.try_get("subscriber_id").step("decode a digest")?,
+            row.try_get("id").step("decode a digest")?,
+        );
+    }
+    let rows = sqlx::query(
+        "SELECT d.subscriber_id, d.built_at FROM digests d WHERE d.subscriber_id >= $1 \
+         AND d.subscriber_id <= $2 AND d.week = (SELECT MAX(p.week) FROM digests p \
+         WHERE p.subscriber_id = d.subscriber_id AND p.week < $3)",
+    )
+    .bind(first)
+    .bind(last)
+    .bind(week)
+    .fetch_all(store.pool())
+    .await
+    .step("read the previous digests")?;
+    for row in &rows {
+        history.previous.insert(
+            row.try_get("subscriber_id").step("decode a digest")?,
+            row.try_get("built_at").step("read a digest time")?,
+        );
+    }
+    Ok(history)
+}
+
+/// Rows per multi-row INSERT: well inside SQLite's and PostgreSQL's bind-parameter limits.
+const ROWS_PER_INSERT: usize = 100;
+
+/// What a page's write did.
+struct PageWritten {
+    built: u64,
+    already_built: u64,
+    queued: u64,
+}
+
+/// Records a page's new digests and queues the deliveries of those and of the page's digests
+/// recorded earlier (`recorded`: subscriber and digest id), in one transaction. A digest
+/// another run recorded meanwhile is kept, and counted as already built.
 async fn record_and_queue(
     store: &Store,
-    subscriber_id: i64,
-    contents: &DigestRecord,
+    week: &str,
+    records: NewRecords,
+    mut recorded: Vec<(i64, i64)>,
     now: DateTime<Utc>,
-) -> Result<(i64, bool), DigestError> {
-    let json = serde_json::to_string(contents).map_err(DigestError::Encode)?;
-    let mut tx = store.begin_write().await?;
-    let inserted = sqlx::query(
-        "INSERT INTO digests (subscriber_id, week, built_at, contents) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (subscriber_id, week) DO NOTHING RETURNING id",
-    )
-    .bind(subscriber_id)
-    .bind(&contents.week)
-    .bind(now.timestamp())
-    .bind(json)
-    .fetch_optional(&mut *tx)
-    .await
-    .step("record a digest")?;
-    let digest_id: i64 = match inserted {
-        Some(row) => row.try_get("id").step("read a digest id")?,
-        None => sqlx::query("SELECT id FROM digests WHERE subscriber_id = $1 AND week = $2")
-            .bind(subscriber_id)
-            .bind(&contents.week)
-            .fetch_one(&mut *tx)
-            .await
-            .step("read a digest recorded meanwhile")?
-            .try_get("id")
-            .step("read a digest id")?,
+) -> Result<PageWritten, DigestError> {
+    let mut written = PageWritten {
+        built: 0,
+        already_built: recorded.len() as u64,
+        queued: 0,
     };
-    let enqueued = enqueue_delivery(
-        &mut tx,
-        &digest_delivery(subscriber_id, &contents.week, digest_id),
-        now.timestamp(),
-    )
-    .await?;
-    tx.commit().await.step("commit a digest and its delivery")?;
-    Ok((digest_id, matches!(enqueued, Enqueued::Queued(_))))
+    if records.is_empty() && recorded.is_empty() {
+        return Ok(written);
+    }
+    let mut tx = store.begin_write().await?;
+    for chunk in records.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|n| format!("(${}, $1, $2, ${})", 3 + 2 * n, 4 + 2 * n))
+            .collect();
+        let sql = format!(
+            "INSERT INTO digests (subscriber_id, week, built_at, contents) VALUES {} \
+             ON CONFLICT (subscriber_id, week) DO NOTHING RETURNING id, subscriber_id",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(week).bind(now.timestamp());
+        for (subscriber_id, json) in chunk {
+            query = query.bind(*subscriber_id).bind(json.as_str());
+        }
+        let rows = query
+            .fetch_all(&mut *tx)
+            .await
+            .step("record a page of digests")?;
+        let mut inserted: HashMap<i64, i64> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            inserted.insert(
+                row.try_get("subscriber_id").step("read a digest id")?,
+                row.try_get("id").step("read a digest id")?,
+            );
+        }
+        written.built += inserted.len() as u64;
+        let meanwhile: Vec<i64> = chunk
+            .iter()
+            .map(|(subscriber_id, _)| *subscriber_id)
+            .filter(|id| !inserted.contains_key(id))
+            .collect();
+        recorded.extend(inserted);
+        if !meanwhile.is_empty() {
+            written.already_built += meanwhile.len() as u64;
+            recorded.extend(digests_recorded_meanwhile(&mut tx, week, &meanwhile).await?);
+        }
+    }
+
+    let payload = serde_json::json!({ "week": week }).to_string();
+    for chunk in recorded.chunks(ROWS_PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|n| {
+                let at = 3 + 3 * n;
+                format!(
+                    "(${at}, 'digest', ${}, ${}, $2, 'queued', 0, $1, $1)",
+                    at + 1,
+                    at + 2
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO deliveries (dedupe_key, kind, subscriber_id, digest_id, payload, state, \
+             attempts, next_attempt_at, created_at) VALUES {} \
+             ON CONFLICT (dedupe_key) DO NOTHING RETURNING id",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(now.timestamp())
+            .bind(payload.as_str());
+        for (subscriber_id, digest_id) in chunk {
+            query = query
+                .bind(format!("digest:{subscriber_id}:{week}"))
+                .bind(*subscriber_id)
+                .bind(*digest_id);
+        }
+        let rows = query
+            .fetch_all(&mut *tx)
+            .await
+            .step("queue a page of digest deliveries")?;
+        written.queued += rows.len() as u64;
+    }
+    tx.commit()
+        .await
+        .step("commit a page of digests and deliveries")?;
+    Ok(written)
+}
+
+/// The ids of digests of `week` that another run recorded for `subscribers` meanwhile.
+async fn digests_recorded_meanwhile(
+    tx: &mut crate::store::WriteTx,
+    week: &str,
+    subscribers: &[i64],
+) -> Result<Vec<(i64, i64)>, DigestError> {
+    let placeholders: Vec<String> = (0..subscribers.len())
+        .map(|n| format!("${}", n + 2))
+        .collect();
+    let sql = format!(
+        "SELECT subscriber_id, id FROM digests WHERE week = $1 AND subscriber_id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(week);
+    for id in subscribers {
+        query = query.bind(*id);
+    }
+    let rows = query
+        .fetch_all(&mut **tx)
+        .await
+        .step("read digests recorded meanwhile")?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("subscriber_id").step("read a digest id")?,
+                row.try_get("id").step("read a digest id")?,
+            ))
+        })
+        .collect()
 }
 
 /// Stores a council's shared part of the week's digests once (identical content is one row)
@@ -396,11 +644,11 @@ async fn record_and_queue(
 async fn store_section(
     store: &Store,
     week: &str,
-    section: &CouncilSection,
+    section: CouncilSection,
     now: DateTime<Utc>,
 ) -> Result<i64, DigestError> {
     use sha2::Digest as _;
-    let (shared, _) = section.clone().into_parts();
+    let (shared, _) = section.into_parts();
     let json = serde_json::to_string(&shared).map_err(DigestError::Encode)?;
     let hash = hex::encode(sha2::Sha256::digest(json.as_bytes()));
     let mut tx = store.begin_write().await?;
@@ -434,73 +682,6 @@ async fn store_section(
     };
     tx.commit().await.step("commit a digest section")?;
     Ok(id)
-}
-
-/// Queues the delivery of an already recorded digest, if it is not queued yet.
-async fn queue_delivery(
-    store: &Store,
-    subscriber_id: i64,
-    week: &str,
-    digest_id: i64,
-    now: DateTime<Utc>,
-) -> Result<bool, DigestError> {
-    let mut tx = store.begin_write().await?;
-    let enqueued = enqueue_delivery(
-        &mut tx,
-        &digest_delivery(subscriber_id, week, digest_id),
-        now.timestamp(),
-    )
-    .await?;
-    tx.commit().await.step("commit a digest delivery")?;
-    Ok(matches!(enqueued, Enqueued::Queued(_)))
-}
-
-fn digest_delivery(subscriber_id: i64, week: &str, digest_id: i64) -> NewDelivery {
-    NewDelivery {
-        dedupe_key: format!("digest:{subscriber_id}:{week}"),
-        kind: "digest".to_owned(),
-        subscriber_id: Some(subscriber_id),
-        digest_id: Some(digest_id),
-        payload: serde_json::json!({ "week": week }),
-    }
-}
-
-async fn digest_id_for(
-    store: &Store,
-    subscriber_id: i64,
-    week: &str,
-) -> Result<Option<i64>, DigestError> {
-    let row = sqlx::query("SELECT id FROM digests WHERE subscriber_id = $1 AND week = $2")
-        .bind(subscriber_id)
-        .bind(week)
-        .fetch_optional(store.pool())
-        .await
-        .step("look for this week's digest")?;
-    Ok(match row {
-        Some(row) => Some(row.try_get("id").step("read a digest id")?),
-        None => None,
-    })
-}
-
-/// When the subscriber's latest digest before `week` was built.
-async fn previous_build(
-    store: &Store,
-    subscriber_id: i64,
-    week: &str,
-) -> Result<Option<i64>, DigestError> {
-    let row = sqlx::query(
-        "SELECT built_at FROM digests WHERE subscriber_id = $1 AND week < $2 \
-         ORDER BY week DESC LIMIT 1",
-    )
-    .bind(subscriber_id)
-    .bind(week)
-    .fetch_optional(store.pool())
-    .await
-    .step("read the previous digest")?;
-    Ok(match row {
-        Some(row) => Some(row.try_get("built_at").step("read a digest time")?),
-        None => None,
-    })
 }
 
 /// The next page of subscribers due a digest, with their confirmed councils.

@@ -76,22 +76,28 @@ impl CouncilWeek {
     /// The section for a subscriber whose previous digest was built at `since`.
     pub fn section_since(&self, since: Option<i64>) -> CouncilSection {
         let mut section = self.section.clone();
+        section.changes = self.changes_since(since);
+        section
+    }
+
+    /// The changes a subscriber whose previous digest was built at `since` is told of.
+    pub fn changes_since(&self, since: Option<i64>) -> Vec<ChangeEntry> {
         // Just promoted: its whole detail arrived at once, so "what changed" would list every
         // meeting; the subscriber has not had it in full before, so all of it is news anyway.
         let promoted_since = matches!(
             (self.support_changed_at, since),
             (Some(changed), Some(since)) if changed > since
         );
-        if let (Some(since), false) = (since, promoted_since) {
-            section.changes = collapse_changes(
+        match (since, promoted_since) {
+            (Some(since), false) => collapse_changes(
                 self.changes
                     .iter()
                     .filter(|change| change.seen_at > since)
                     .cloned()
                     .collect(),
-            );
+            ),
+            _ => self.section.changes.clone(),
         }
-        section
     }
 }
 

@@ -7,6 +7,7 @@
 //! lettre encodes non-ASCII header text per RFC 2047 and folds long headers, so no header line
 //! exceeds 998 octets. Messages are rendered when they are sent; nothing rendered is stored.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use lettre::Message;
@@ -28,6 +29,7 @@ use crate::mail::MailError;
 use crate::mail::templates::{MailTemplate, RenderedParts, Renderer};
 use crate::settings::Settings;
 use crate::store::councils::Council;
+use crate::store::ledger::ClaimedDelivery;
 use crate::store::{StepContext, Store};
 use crate::tokens::{LinkPurpose, SigningKey};
 
@@ -602,5 +604,224 @@ pub fn digest_message(
         message,
         to: to.clone(),
         message_id,
+    })
+}
+
+/// Bind parameters per `IN (...)` list when reading a batch.
+const IDS_PER_QUERY: usize = 500;
+
+/// Renders a claimed batch of deliveries, each exactly as [`render_delivery`] renders it, in
+/// the batch's order. The batch's subscribers, digests and council sections are read in a few
+/// queries for the whole batch (each council section is decoded once however many digests
+/// share it), and the templates run on every core when the runtime has several threads.
+/// Notices, and every delivery of a batch whose reads fail, are rendered one at a time.
+pub async fn render_claimed(
+    store: &Store,
+    settings: &Settings,
+    renderer: &Renderer,
+    ctx: &MailContext,
+    batch: &[ClaimedDelivery],
+) -> Vec<Result<RenderedMessage, MailError>> {
+    let digests = batch.iter().filter(|d| d.kind == "digest");
+    let inputs = match read_digest_inputs(store, digests).await {
+        Ok(inputs) => inputs,
+        Err(err) => {
+            tracing::warn!(error = %err, "reading a batch to render failed; rendering one by one");
+            let mut out = Vec::with_capacity(batch.len());
+            for delivery in batch {
+                out.push(render_delivery(store, settings, renderer, ctx, delivery.id).await);
+            }
+            return out;
+        }
+    };
+
+    let jobs: Vec<&ClaimedDelivery> = batch.iter().filter(|d| d.kind == "digest").collect();
+    let mut rendered = render_in_parallel(&jobs, |delivery| {
+        render_digest_delivery(ctx, renderer, delivery, &inputs)
+    })
+    .into_iter();
+    let mut out = Vec::with_capacity(batch.len());
+    for delivery in batch {
+        let done = match delivery.kind.as_str() {
+            "digest" => rendered.next(),
+            _ => None,
+        };
+        match done {
+            Some(result) => out.push(result),
+            None => out.push(render_delivery(store, settings, renderer, ctx, delivery.id).await),
+        }
+    }
+    out
+}
+
+/// What a batch of digest deliveries needs from the store, read in a few queries.
+#[derive(Default)]
+struct DigestInputs {
+    /// Subscriber id to stored address (`None` when it has been erased).
+    addresses: HashMap<i64, Option<String>>,
+    /// Digest id to its subscriber's record.
+    records: HashMap<i64, Result<DigestRecord, String>>,
+    /// Section id to the council's shared part.
+    sections: HashMap<i64, Result<SharedSection, String>>,
+}
+
+async fn read_digest_inputs<'a>(
+    store: &Store,
+    digests: impl Iterator<Item = &'a ClaimedDelivery>,
+) -> Result<DigestInputs, MailError> {
+    let mut subscriber_ids = Vec::new();
+    let mut digest_ids = Vec::new();
+    for delivery in digests {
+        subscriber_ids.extend(delivery.subscriber_id);
+        digest_ids.extend(delivery.digest_id);
+    }
+    let mut inputs = DigestInputs::default();
+    for row in rows_by_id(store, "SELECT id, email FROM subscribers", &subscriber_ids).await? {
+        let id: i64 = row.try_get("id").step("decode a subscriber's address")?;
+        let email: Option<String> = row.try_get("email").step("decode a subscriber's address")?;
+        inputs.addresses.insert(id, email);
+    }
+    let mut section_ids = Vec::new();
+    for row in rows_by_id(store, "SELECT id, contents FROM digests", &digest_ids).await? {
+        let id: i64 = row.try_get("id").step("decode a digest")?;
+        let text: String = row.try_get("contents").step("decode a digest")?;
+        let record = serde_json::from_str::<DigestRecord>(&text).map_err(|e| e.to_string());
+        if let Ok(record) = &record {
+            section_ids.extend(record.councils.iter().map(|c| c.section_id));
+        }
+        inputs.records.insert(id, record);
+    }
+    section_ids.sort_unstable();
+    section_ids.dedup();
+    let sql = "SELECT id, contents FROM digest_sections";
+    for row in rows_by_id(store, sql, &section_ids).await? {
+        let id: i64 = row.try_get("id").step("decode a digest section")?;
+        let text: String = row.try_get("contents").step("decode a digest section")?;
+        let section = serde_json::from_str::<SharedSection>(&text).map_err(|e| e.to_string());
+        inputs.sections.insert(id, section);
+    }
+    Ok(inputs)
+}
+
+/// `select` (a query without a WHERE clause) for the rows whose `id` is in `ids`.
+async fn rows_by_id(
+    store: &Store,
+    select: &str,
+    ids: &[i64],
+) -> Result<Vec<sqlx::any::AnyRow>, MailError> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_QUERY) {
+        let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let sql = format!("{select} WHERE id IN ({})", placeholders.join(", "));
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        rows.extend(
+            query
+                .fetch_all(store.pool())
+                .await
+                .step("read a batch of messages to render")?,
+        );
+    }
+    Ok(rows)
+}
+
+/// One digest delivery of a batch, from what the batch read; the same message, and the same
+/// errors, as [`render_delivery`].
+fn render_digest_delivery(
+    ctx: &MailContext,
+    renderer: &Renderer,
+    delivery: &ClaimedDelivery,
+    inputs: &DigestInputs,
+) -> Result<RenderedMessage, MailError> {
+    let id = delivery.id;
+    let subscriber_id = delivery
+        .subscriber_id
+        .ok_or_else(|| MailError::NotFound(format!("the subscriber of delivery {id}")))?;
+    let email = inputs
+        .addresses
+        .get(&subscriber_id)
+        .ok_or_else(|| MailError::NotFound(format!("subscriber {subscriber_id}")))?
+        .as_deref()
+        .ok_or_else(|| MailError::NotFound(format!("the address of subscriber {subscriber_id}")))?;
+    let to: EmailAddress =
+        email
+            .parse()
+            .map_err(|err: crate::domain::ParseError| MailError::Corrupt {
+                what: format!("subscriber {subscriber_id}"),
+                detail: err.to_string(),
+            })?;
+    let message_id = delivery_message_id(ctx, &delivery.kind, id, &delivery.dedupe_key);
+
+    let digest_id = delivery
+        .digest_id
+        .ok_or_else(|| MailError::NotFound(format!("the digest of delivery {id}")))?;
+    let record = inputs
+        .records
+        .get(&digest_id)
+        .ok_or_else(|| MailError::NotFound(format!("digest {digest_id}")))?
+        .as_ref()
+        .map_err(|detail| MailError::Corrupt {
+            what: format!("digest {digest_id}"),
+            detail: detail.clone(),
+        })?;
+    let mut shared = Vec::with_capacity(record.councils.len());
+    for reference in &record.councils {
+        let section_id = reference.section_id;
+        let section = inputs
+            .sections
+            .get(&section_id)
+            .ok_or_else(|| MailError::NotFound(format!("digest section {section_id}")))?
+            .as_ref()
+            .map_err(|detail| MailError::Corrupt {
+                what: format!("digest section {section_id}"),
+                detail: detail.clone(),
+            })?;
+        shared.push(section.clone());
+    }
+    let contents = record.clone().into_contents(shared);
+    let view = digest_view(&contents, ctx.digest_links(subscriber_id, Some(digest_id)));
+    let parts = renderer.render(MailTemplate::Digest, &view)?;
+    let message = assemble(ctx, &to, parts, &message_id, Some(subscriber_id))?;
+    Ok(RenderedMessage {
+        message,
+        to,
+        message_id,
+    })
+}
+
+/// `render` applied to every job, in order, split across the machine's cores when the tokio
+/// runtime has worker threads to spare (`block_in_place` is not available on a
+/// current-thread runtime, which renders on its one thread).
+fn render_in_parallel<J: Sync, T: Send>(jobs: &[J], render: impl Fn(&J) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if threads < 2 || jobs.len() < 2 || !multi_thread {
+        return jobs.iter().map(&render).collect();
+    }
+    let per_thread = jobs.len().div_ceil(threads);
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let render = &render;
+            let handles: Vec<_> = jobs
+                .chunks(per_thread)
+                .map(|chunk| scope.spawn(move || chunk.iter().map(render).collect::<Vec<T>>()))
+                .collect();
+            let mut out = Vec::with_capacity(jobs.len());
+            for handle in handles {
+                match handle.join() {
+                    Ok(part) => out.extend(part),
+                    // A panic in a template helper is a bug; let it surface as it would have
+                    // on this thread.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            out
+        })
     })
 }

@@ -223,11 +223,26 @@ impl Renderer {
         template: MailTemplate,
         model: &T,
     ) -> Result<RenderedParts, MailError> {
-        let subject = self.render_in(&self.text, &format!("{}.subject", template.name()), model)?;
+        // The model becomes handlebars' JSON once, for all three templates.
+        let context = handlebars::Context::wraps(model).map_err(|err| MailError::Template {
+            name: template.name().to_owned(),
+            detail: err.to_string(),
+        })?;
+        let with_context = |registry: &Handlebars<'static>, name: String| {
+            registry
+                .render_with_context(&name, &context)
+                .map_err(|err| MailError::Template {
+                    name,
+                    detail: err.to_string(),
+                })
+        };
+        let subject = with_context(&self.text, format!("{}.subject", template.name()))?;
+        let text = with_context(&self.text, format!("{}.txt", template.name()))?;
+        let html = with_context(&self.html, template.name().to_owned())?;
         Ok(RenderedParts {
             subject: one_line(&subject),
-            text: self.render_text(template, model)?,
-            html: self.render_html(template, model)?,
+            text: tidy_text(&text),
+            html,
         })
     }
 
