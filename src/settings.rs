@@ -347,12 +347,14 @@ impl SettingsSource {
         if let Some(file) = &self.file {
             builder = builder.add_source(File::from(file.as_path()).format(FileFormat::Toml));
         }
-        // Each `COUNCIL_DIGEST__COUNCILS__<SLUG>__FEEDS` is a comma-separated list.
+        // Each `COUNCIL_DIGEST__COUNCILS__<SLUG>__FEEDS` is a comma-separated list; no other
+        // value is split (a log filter has commas).
         let mut environment = Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true)
-            .list_separator(",");
+            .list_separator(",")
+            .with_list_parse_key("feeds");
         for (name, _) in std::env::vars() {
             if let Some(path) = env_key_path(&name).filter(|path| path.ends_with(".feeds")) {
                 environment = environment.with_list_parse_key(&path);

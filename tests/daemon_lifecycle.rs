@@ -251,6 +251,31 @@ fn an_environment_variable_wins_over_the_file_and_an_unknown_one_is_refused() {
 }
 
 #[test]
+fn a_council_feeds_variable_is_read_as_a_comma_separated_list() {
+    let out = Command::new(BIN)
+        .args(["config", "check"])
+        .env_remove("COUNCIL_DIGEST_CONFIG")
+        .env(
+            "COUNCIL_DIGEST__COUNCILS__MANCHESTER__FEEDS",
+            "https://a.example/x.ics,https://b.example/y.ics",
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "[councils.manchester]\nfeeds = [\"https://a.example/x.ics\", \"https://b.example/y.ics\"]"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_database_that_cannot_be_opened_is_a_clear_error_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("settings.toml");
