@@ -337,3 +337,177 @@ async fn a_daemon_killed_during_the_digest_build_on_postgresql_is_taken_over_aft
     let url = fresh_postgres_url(&admin).await;
     killed_during_the_build_every_subscriber_still_gets_one_digest("postgres", &url).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Polling what is due at start.
+
+fn poll_settings(dir: &Path, db_url: &str, feed: &str) -> PathBuf {
+    let path = dir.join("settings.toml");
+    let text = format!(
+        r#"
+[database]
+url = "{db_url}"
+
+[web]
+bind = "127.0.0.1:0"
+
+[mail]
+outbox_dir = "{outbox}"
+
+[tokens]
+signing_key = "scheduler-daemon-test-key-0123456789abcdef"
+
+[fetch]
+allow_private_networks = true
+connect_timeout_seconds = 5
+backoff_base_seconds = 300
+
+[schedule]
+# No firing during the test: only the poll at start polls.
+poll_full = "{NEVER}"
+poll_limited = "{NEVER}"
+promotion = "{NEVER}"
+digest = "0 0 7 1 1 *"
+delivery = "{NEVER}"
+
+[log]
+filter = "info,sqlx=warn"
+
+[councils.leeds]
+feeds = ["{feed}"]
+"#,
+        outbox = dir.join("outbox").display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The feed source's (consecutive failures, next poll time, last error).
+async fn feed_health(store: &Store, feed: &str) -> (i64, Option<i64>, Option<String>) {
+    let row = sqlx::query(
+        "SELECT consecutive_failures, next_poll_at, last_error FROM sources WHERE url = $1",
+    )
+    .bind(feed)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    (
+        row.get("consecutive_failures"),
+        row.get("next_poll_at"),
+        row.get("last_error"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_start_polls_its_unpolled_source_once_and_a_restart_within_the_backoff_does_not() {
+    // A loopback port nobody listens on: every connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let feed = format!(
+        "http://127.0.0.1:{}/news.rss",
+        closed.local_addr().unwrap().port()
+    );
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("cd.db").display());
+    let settings = poll_settings(dir.path(), &url, &feed);
+
+    // The registry's own sources count as polled a moment ago (tests do not reach council
+    // websites), so the feed is the one source due: never polled.
+    let store = Store::connect(&url, 2, Clock::system()).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut with_feed = Settings::defaults();
+    with_feed.councils.insert(
+        "leeds".to_owned(),
+        CouncilOverride {
+            feeds: vec![feed.clone()],
+            ..Default::default()
+        },
+    );
+    store
+        .sync_councils(Registry::builtin(), &with_feed)
+        .await
+        .unwrap();
+    let now = Utc::now().timestamp();
+    sqlx::query("UPDATE sources SET last_poll_at = $1, next_poll_at = $2 WHERE url <> $3")
+        .bind(now)
+        .bind(now + 86_400)
+        .bind(&feed)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(feed_health(&store, &feed).await, (0, None, None));
+
+    let first = Daemon::start(&settings, None, dir.path().join("first.log"));
+    wait_until(
+        "the poll at start is done",
+        Duration::from_secs(60),
+        &first,
+        || {
+            let log = first.log();
+            async move { log.contains("overdue sources polled at start") }
+        },
+    )
+    .await;
+    let first_log = first.log();
+    drop(first);
+
+    let (failures, next_poll_at, error) = feed_health(&store, &feed).await;
+    assert_eq!(failures, 1, "{first_log}");
+    // The first backoff step: 300 s, scaled by a jitter factor between 0.5 and 1.
+    let wait = next_poll_at.unwrap() - now;
+    assert!((150..=300 + 60).contains(&wait), "next poll in {wait} s");
+    assert!(error.is_some(), "{first_log}");
+    let polled = first_log
+        .lines()
+        .find(|l| l.contains("overdue sources polled at start"))
+        .unwrap();
+    assert!(
+        polled.contains("sources=1") && polled.contains("failed=1"),
+        "{polled}"
+    );
+    assert_eq!(
+        first_log.matches("source poll failed").count(),
+        1,
+        "{first_log}"
+    );
+
+    // `sources list --failing` shows it, and only it.
+    let listed = Command::new(BIN)
+        .arg("--config")
+        .arg(&settings)
+        .args(["sources", "list", "--failing", "--json"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    let failing: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let urls: Vec<&str> = failing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(urls, vec![feed.as_str()]);
+
+    // Restarted within the backoff: the feed is not due, so nothing is polled or logged.
+    let second = Daemon::start(&settings, None, dir.path().join("second.log"));
+    wait_until(
+        "the second poll at start is done",
+        Duration::from_secs(60),
+        &second,
+        || {
+            let log = second.log();
+            async move { log.contains("overdue sources polled at start") }
+        },
+    )
+    .await;
+    let second_log = second.log();
+    drop(second);
+    let polled = second_log
+        .lines()
+        .find(|l| l.contains("overdue sources polled at start"))
+        .unwrap();
+    assert!(polled.contains("sources=0"), "{polled}");
+    assert!(!second_log.contains("source poll failed"), "{second_log}");
+    assert_eq!(feed_health(&store, &feed).await.0, 1);
+    store.close().await;
+}
