@@ -27,6 +27,7 @@ pub enum CouncilsCommand {
     },
     /// Show one council.
     Show {
+        /// The council's slug, as in `councils list` (such as `wolverhampton`).
         slug: CouncilSlug,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -34,7 +35,9 @@ pub enum CouncilsCommand {
     },
     /// Set a council's support level directly (recorded as an operator decision).
     SetSupport {
+        /// The council's slug, as in `councils list`.
         slug: CouncilSlug,
+        /// `full` or `limited`.
         level: SupportLevel,
     },
 }

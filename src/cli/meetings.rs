@@ -15,6 +15,7 @@ use crate::store::meetings::Meeting;
 pub enum MeetingsCommand {
     /// List a council's meetings between two UK dates (cancelled and withdrawn ones included).
     List {
+        /// The council's slug, as in `councils list`.
         #[arg(long)]
         council: CouncilSlug,
         /// First day (YYYY-MM-DD, UK time); today when absent.

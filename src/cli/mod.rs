@@ -27,12 +27,13 @@ use crate::settings::{Settings, SettingsSource};
     about = "Weekly digests of UK council meetings"
 )]
 pub struct Cli {
-    /// Settings file layered over the built-in defaults (env: COUNCIL_DIGEST_CONFIG).
+    /// Settings file layered over the built-in defaults.
     #[arg(
         long,
         global = true,
         value_name = "FILE",
-        env = "COUNCIL_DIGEST_CONFIG"
+        env = "COUNCIL_DIGEST_CONFIG",
+        hide_env_values = true
     )]
     pub config: Option<PathBuf>,
 

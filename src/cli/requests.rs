@@ -22,10 +22,15 @@ pub enum RequestsCommand {
         json: bool,
     },
     /// Approve a request: its council is promoted regardless of its score.
-    Approve { id: i64 },
+    Approve {
+        /// The request's id, as in `requests list`.
+        id: i64,
+    },
     /// Reject a request, with the reason.
     Reject {
+        /// The request's id, as in `requests list`.
         id: i64,
+        /// Why, in a sentence or two (kept with the request; at most 1000 characters).
         #[arg(long)]
         reason: String,
     },

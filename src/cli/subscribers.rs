@@ -17,6 +17,7 @@ use crate::subscriptions::{self, SubscribeOutcome, SubscribeRequest};
 pub enum SubscribersCommand {
     /// Subscribe an address to a council (pending until confirmed, unless --confirmed).
     Add {
+        /// The subscriber's e-mail address.
         email: EmailAddress,
         /// The council to follow (its slug, as in `councils list`).
         #[arg(long)]
@@ -41,11 +42,20 @@ pub enum SubscribersCommand {
         json: bool,
     },
     /// Unsubscribe an address from every council (the record is kept; see `erase`).
-    Remove { email: EmailAddress },
+    Remove {
+        /// The subscriber's e-mail address.
+        email: EmailAddress,
+    },
     /// Print everything held about an address, as JSON.
-    Export { email: EmailAddress },
+    Export {
+        /// The subscriber's e-mail address.
+        email: EmailAddress,
+    },
     /// Delete the person with an address and their tokens; past deliveries keep no address.
-    Erase { email: EmailAddress },
+    Erase {
+        /// The subscriber's e-mail address.
+        email: EmailAddress,
+    },
 }
 
 pub async fn run(command: SubscribersCommand, settings: &Settings) -> anyhow::Result<ExitCode> {
