@@ -234,74 +234,37 @@ impl<'a> Drain<'a> {
     /// Drains until nothing is due, or until `shutdown` is cancelled: then the sends under way
     /// finish, claimed messages not yet started go back to the queue, and nothing new is
     /// claimed.
+    ///
+    /// Batches are pipelined: while one claimed batch is being sent, the next is claimed and
+    /// rendered (on the blocking threads), so the send rate is not the render rate. At most
+    /// two batches are leased at a time; [`batch_size`] keeps both well inside the lease.
     pub async fn run<R: RenderDelivery>(
         &self,
         render: &R,
         shutdown: Option<&CancellationToken>,
     ) -> Result<DrainReport, DeliveryError> {
         let limiter = RateLimiter::direct(quota(self.settings));
-        let workers = self.settings.workers.max(1);
-        let batch = batch_size(self.settings);
         let mut report = DrainReport::default();
 
-        loop {
+        let mut current = self.claim_and_render(render, shutdown).await?;
+        while !current.is_empty() {
             if shutdown.is_some_and(CancellationToken::is_cancelled) {
+                // Every delivery of the batch is handed back unattempted.
+                self.send_batch(current, &limiter, shutdown, &mut report)
+                    .await;
                 break;
             }
-            let now = self.store.clock().now_ts();
-            let released = ledger::release_expired_leases(self.store, now).await?;
-            if released > 0 {
-                tracing::warn!(released, "deliveries whose lease expired are queued again");
-            }
-            let lease_until = now + i64::try_from(self.settings.lease_seconds).unwrap_or(300);
-            let claimed =
-                ledger::claim_due(self.store, &self.worker, batch, now, lease_until).await?;
-            if claimed.is_empty() {
-                break;
-            }
-
-            // Rendered for the whole batch first (shared reads, every core); a suppressed
-            // subscriber's message is not rendered at all.
-            let to_render: Vec<ClaimedDelivery> =
-                claimed.iter().filter(|d| !d.suppressed).cloned().collect();
-            let mut rendered = render.render_batch(&to_render).await.into_iter();
-            let prepared: Vec<(ClaimedDelivery, Option<Result<Rendered, RenderFailure>>)> = claimed
-                .into_iter()
-                .map(|delivery| {
-                    let result = if delivery.suppressed {
-                        None
-                    } else {
-                        rendered.next()
-                    };
-                    (delivery, result)
-                })
-                .collect();
-
-            let mut outcomes = futures::stream::iter(prepared)
-                .map(|(delivery, result)| {
-                    let span = tracing::info_span!(
-                        "delivery",
-                        delivery_id = delivery.id,
-                        subscriber_id = delivery.subscriber_id,
-                        attempt = delivery.attempts,
-                    );
-                    self.deliver_one(delivery, result, &limiter, shutdown)
-                        .instrument(span)
-                })
-                .buffer_unordered(workers);
-            while let Some(outcome) = outcomes.next().await {
-                match outcome {
-                    Ok(Outcome::Sent) => report.sent += 1,
-                    Ok(Outcome::Retrying) => report.retrying += 1,
-                    Ok(Outcome::Failed) => report.failed += 1,
-                    Ok(Outcome::Superseded) => {}
-                    Ok(Outcome::Released) => report.released += 1,
-                    Err(err) => {
-                        report.unrecorded += 1;
-                        tracing::error!(error = %err, "cannot record a delivery's outcome");
-                    }
-                }
-            }
+            let mut sent = DrainReport::default();
+            let (_, upcoming) = futures::join!(
+                self.send_batch(current, &limiter, shutdown, &mut sent),
+                self.claim_and_render(render, shutdown),
+            );
+            report.sent += sent.sent;
+            report.retrying += sent.retrying;
+            report.failed += sent.failed;
+            report.unrecorded += sent.unrecorded;
+            report.released += sent.released;
+            current = upcoming?;
         }
 
         tracing::info!(
@@ -314,6 +277,77 @@ impl<'a> Drain<'a> {
             "delivery queue drained"
         );
         Ok(report)
+    }
+
+    /// Claims the next batch of due deliveries and renders it (a suppressed subscriber's
+    /// message is not rendered at all). Empty when nothing is due or the drain is stopping.
+    async fn claim_and_render<R: RenderDelivery>(
+        &self,
+        render: &R,
+        shutdown: Option<&CancellationToken>,
+    ) -> Result<Vec<Prepared>, DeliveryError> {
+        if shutdown.is_some_and(CancellationToken::is_cancelled) {
+            return Ok(Vec::new());
+        }
+        let now = self.store.clock().now_ts();
+        let released = ledger::release_expired_leases(self.store, now).await?;
+        if released > 0 {
+            tracing::warn!(released, "deliveries whose lease expired are queued again");
+        }
+        let lease_until = now + i64::try_from(self.settings.lease_seconds).unwrap_or(300);
+        let batch = batch_size(self.settings);
+        let claimed = ledger::claim_due(self.store, &self.worker, batch, now, lease_until).await?;
+
+        let to_render: Vec<ClaimedDelivery> =
+            claimed.iter().filter(|d| !d.suppressed).cloned().collect();
+        let mut rendered = render.render_batch(&to_render).await.into_iter();
+        Ok(claimed
+            .into_iter()
+            .map(|delivery| {
+                let result = if delivery.suppressed {
+                    None
+                } else {
+                    rendered.next()
+                };
+                (delivery, result)
+            })
+            .collect())
+    }
+
+    /// Sends a rendered batch over `delivery.workers` concurrent senders and counts the
+    /// outcomes into `report`.
+    async fn send_batch(
+        &self,
+        batch: Vec<Prepared>,
+        limiter: &governor::DefaultDirectRateLimiter,
+        shutdown: Option<&CancellationToken>,
+        report: &mut DrainReport,
+    ) {
+        let mut outcomes = futures::stream::iter(batch)
+            .map(|(delivery, result)| {
+                let span = tracing::info_span!(
+                    "delivery",
+                    delivery_id = delivery.id,
+                    subscriber_id = delivery.subscriber_id,
+                    attempt = delivery.attempts,
+                );
+                self.deliver_one(delivery, result, limiter, shutdown)
+                    .instrument(span)
+            })
+            .buffer_unordered(self.settings.workers.max(1));
+        while let Some(outcome) = outcomes.next().await {
+            match outcome {
+                Ok(Outcome::Sent) => report.sent += 1,
+                Ok(Outcome::Retrying) => report.retrying += 1,
+                Ok(Outcome::Failed) => report.failed += 1,
+                Ok(Outcome::Superseded) => {}
+                Ok(Outcome::Released) => report.released += 1,
+                Err(err) => {
+                    report.unrecorded += 1;
+                    tracing::error!(error = %err, "cannot record a delivery's outcome");
+                }
+            }
+        }
     }
 
     async fn deliver_one(
@@ -441,6 +475,9 @@ impl<'a> Drain<'a> {
         })
     }
 }
+
+/// A claimed delivery and its rendered message (`None` for a suppressed subscriber).
+type Prepared = (ClaimedDelivery, Option<Result<Rendered, RenderFailure>>);
 
 /// How one delivery ended in this drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

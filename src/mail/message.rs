@@ -635,11 +635,14 @@ pub async fn render_claimed(
         }
     };
 
-    let jobs: Vec<&ClaimedDelivery> = batch.iter().filter(|d| d.kind == "digest").collect();
-    let mut rendered = render_in_parallel(&jobs, |delivery| {
-        render_digest_delivery(ctx, renderer, delivery, &inputs)
-    })
-    .into_iter();
+    let jobs: Vec<ClaimedDelivery> = batch
+        .iter()
+        .filter(|d| d.kind == "digest")
+        .cloned()
+        .collect();
+    let mut rendered = render_in_parallel(ctx, renderer, inputs, jobs)
+        .await
+        .into_iter();
     let mut out = Vec::with_capacity(batch.len());
     for delivery in batch {
         let done = match delivery.kind.as_str() {
@@ -794,34 +797,43 @@ fn render_digest_delivery(
     })
 }
 
-/// `render` applied to every job, in order, split across the machine's cores when the tokio
-/// runtime has worker threads to spare (`block_in_place` is not available on a
-/// current-thread runtime, which renders on its one thread).
-fn render_in_parallel<J: Sync, T: Send>(jobs: &[J], render: impl Fn(&J) -> T + Sync) -> Vec<T> {
+/// The digest deliveries `jobs`, rendered in order on the blocking threads, split in one
+/// share per core, so the caller's task (and the sends it drives) goes on meanwhile.
+async fn render_in_parallel(
+    ctx: &MailContext,
+    renderer: &Renderer,
+    inputs: DigestInputs,
+    jobs: Vec<ClaimedDelivery>,
+) -> Vec<Result<RenderedMessage, MailError>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if threads < 2 || jobs.len() < 2 || !multi_thread {
-        return jobs.iter().map(&render).collect();
+    let per_thread = jobs.len().div_ceil(threads).max(1);
+    let shared = Arc::new((ctx.clone(), renderer.clone(), inputs));
+    let mut shares = Vec::with_capacity(threads);
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        let share: Vec<ClaimedDelivery> = jobs.by_ref().take(per_thread).collect();
+        let count = share.len();
+        let shared = Arc::clone(&shared);
+        let handle = tokio::task::spawn_blocking(move || {
+            let (ctx, renderer, inputs) = &*shared;
+            share
+                .iter()
+                .map(|delivery| render_digest_delivery(ctx, renderer, delivery, inputs))
+                .collect::<Vec<_>>()
+        });
+        shares.push((count, handle));
     }
-    let per_thread = jobs.len().div_ceil(threads);
-    tokio::task::block_in_place(|| {
-        std::thread::scope(|scope| {
-            let render = &render;
-            let handles: Vec<_> = jobs
-                .chunks(per_thread)
-                .map(|chunk| scope.spawn(move || chunk.iter().map(render).collect::<Vec<T>>()))
-                .collect();
-            let mut out = Vec::with_capacity(jobs.len());
-            for handle in handles {
-                match handle.join() {
-                    Ok(part) => out.extend(part),
-                    // A panic in a template helper is a bug; let it surface as it would have
-                    // on this thread.
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            out
-        })
-    })
+    let mut out = Vec::new();
+    for (count, handle) in shares {
+        match handle.await {
+            Ok(part) => out.extend(part),
+            Err(err) => out.extend((0..count).map(|_| {
+                Err(MailError::Template {
+                    name: MailTemplate::Digest.name().to_owned(),
+                    detail: format!("rendering stopped: {err}"),
+                })
+            })),
+        }
+    }
+    out
 }

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use handlebars::Handlebars;
 use serde::Serialize;
@@ -141,11 +142,12 @@ pub struct RenderedParts {
     pub html: String,
 }
 
-/// The compiled templates. Build one per process (or per settings reload) and share it.
-#[derive(Debug)]
+/// The compiled templates. Build one per process (or per settings reload) and share it; a
+/// clone shares the compiled templates (for rendering on other threads).
+#[derive(Debug, Clone)]
 pub struct Renderer {
-    html: Handlebars<'static>,
-    text: Handlebars<'static>,
+    html: Arc<Handlebars<'static>>,
+    text: Arc<Handlebars<'static>>,
 }
 
 impl Renderer {
@@ -214,7 +216,10 @@ impl Renderer {
                     .map_err(compile_error)?;
             }
         }
-        Ok(Renderer { html, text })
+        Ok(Renderer {
+            html: Arc::new(html),
+            text: Arc::new(text),
+        })
     }
 
     /// Renders the subject, text and HTML of `template` from one view model.
@@ -381,12 +386,12 @@ mod tests {
     #[test]
     fn the_text_registry_leaves_values_as_they_are_and_the_html_one_escapes_them() {
         let mut renderer = Renderer::built_in().unwrap();
-        renderer
-            .text
+        Arc::get_mut(&mut renderer.text)
+            .unwrap()
             .register_template_string("t", "{{v}}")
             .unwrap();
-        renderer
-            .html
+        Arc::get_mut(&mut renderer.html)
+            .unwrap()
             .register_template_string("t", "<a href=\"{{v}}\">{{v}}</a>")
             .unwrap();
         let model = serde_json::json!({"v": "https://e.gov.uk/?a=1&b='2' <x> \"q\""});
