@@ -8,9 +8,23 @@
 //! per missed firing. On a job's very first start (no tick recorded at all) nothing counts as
 //! missed; the current firing is recorded as skipped so that later downtime is noticed.
 //!
-//! A tick is claimed before its run starts, so a daemon killed during a run does not run that
-//! tick again; the work itself is safe to repeat (the digest run records each digest once and
-//! the delivery queue keeps whatever was not sent), and the next tick picks it up.
+//! A claim is a lease (`schedule.lease_seconds`), renewed every third of it while the run goes
+//! on, and the run is recorded as finished only when it ends. A daemon killed during a run
+//! leaves its tick unfinished; once the lease runs out another daemon, or the same one
+//! restarted, takes the tick over and runs it again. On SQLite, where the daemon is single
+//! instance, the restarted daemon releases such runs at start and takes them over at once. A
+//! repeat is safe: the digest run records one digest per subscriber and week and queues each
+//! delivery under a dedupe key, so subscribers built before the kill are skipped and the rest
+//! are built; the delivery queue keeps whatever was not sent. An unfinished run that a later
+//! firing has overtaken is closed as abandoned instead, as a missed tick is: the later tick
+//! does the work.
+//!
+//! When the daemon starts (`schedule.poll_on_start`), the sources never polled or whose next
+//! poll time has passed are polled once, after the poll jobs' own first due tick, so that a
+//! new install shows meetings and failing sources without waiting for the first firing. A
+//! failing source still waits out its backoff, so a restart does not poll it again, and it
+//! logs one warning per try. This start-up poll is not claimed: several daemons starting at
+//! the same moment on one PostgreSQL database each poll the overdue sources once.
 //!
 //! Settings are read once per run from [`Context::settings`], so a SIGHUP reload applies from
 //! the next run. Every job can be run once on demand ([`run_due`], [`run_now`]) with the clock
