@@ -8,8 +8,29 @@ use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::store::Store;
 
-/// Opens and migrates the database named by the settings.
+/// Opens and migrates the database named by the settings. A database without councils (a new
+/// install whose daemon has not started yet) gets the registry loaded too, so that a first
+/// `subscribers add` or `rank` finds the councils.
 pub async fn open_store(settings: &Settings, clock: Clock) -> anyhow::Result<Store> {
+    let store = open_migrated_store(settings, clock).await?;
+    let councils = store
+        .list_councils(None, None)
+        .await
+        .context("reading the council registry")?;
+    if councils.is_empty() {
+        sync_registry(&store, settings).await?;
+    }
+    Ok(store)
+}
+
+/// Opens the store and loads the council registry and the per-council settings into it.
+pub async fn open_synced_store(settings: &Settings, clock: Clock) -> anyhow::Result<Store> {
+    let store = open_migrated_store(settings, clock).await?;
+    sync_registry(&store, settings).await?;
+    Ok(store)
+}
+
+async fn open_migrated_store(settings: &Settings, clock: Clock) -> anyhow::Result<Store> {
     let store = Store::connect(
         settings.database.url.expose_secret(),
         settings.database.max_connections,
@@ -21,9 +42,7 @@ pub async fn open_store(settings: &Settings, clock: Clock) -> anyhow::Result<Sto
     Ok(store)
 }
 
-/// Opens the store and loads the council registry and the per-council settings into it.
-pub async fn open_synced_store(settings: &Settings, clock: Clock) -> anyhow::Result<Store> {
-    let store = open_store(settings, clock).await?;
+async fn sync_registry(store: &Store, settings: &Settings) -> anyhow::Result<()> {
     let report = store
         .sync_councils(Registry::builtin(), settings)
         .await
@@ -36,7 +55,7 @@ pub async fn open_synced_store(settings: &Settings, clock: Clock) -> anyhow::Res
         sources_retired = report.sources_retired,
         "council registry loaded"
     );
-    Ok(store)
+    Ok(())
 }
 
 /// The key that signs links in e-mails: `tokens.signing_key`, or a key file beside the SQLite

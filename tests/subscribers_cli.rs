@@ -361,3 +361,31 @@ async fn requests_are_listed_approved_and_rejected_from_the_command_line() {
     let table = run_ok(&settings_file, &["requests", "list"]);
     assert!(table.contains("Please enable this council."), "{table}");
 }
+
+#[test]
+fn on_a_new_database_the_first_command_finds_the_registry_councils() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SmtpServer::start(FaultMode::Accept);
+    let settings = write_settings(dir.path(), server.port);
+
+    // No `councils sync` and no daemon start before: the database is created by this command.
+    let out = run_ok(
+        &settings,
+        &[
+            "subscribers",
+            "add",
+            "first@example.org",
+            "--council",
+            "wolverhampton",
+            "--confirmed",
+        ],
+    );
+    assert!(out.contains("follows wolverhampton"), "{out}");
+
+    // The registry was loaded once; a sync now finds the 382 councils unchanged.
+    let out = run_ok(&settings, &["councils", "sync"]);
+    assert!(
+        out.starts_with("councils: 0 added, 0 updated, 382 unchanged"),
+        "{out}"
+    );
+}
