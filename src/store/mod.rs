@@ -39,7 +39,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("invalid request: {0}")]
     Invalid(String),
-    #[error("cannot open the database {url}: {source}")]
+    /// Shown with its cause chain (`{:#}`), as start-up prints it.
+    #[error("cannot open the database {url}")]
     Open {
         url: String,
         #[source]
