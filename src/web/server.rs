@@ -319,7 +319,8 @@ async fn trace_requests(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
-    let millis = started.elapsed().as_secs_f64() * 1000.0;
+    // Tenths of a millisecond: `9.1`, not `9.099981999999999`.
+    let millis = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
     span.in_scope(|| {
         if quiet {
             tracing::debug!(status, millis, "request finished");
