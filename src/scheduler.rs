@@ -185,9 +185,12 @@ pub async fn run_due(ctx: &Context, job: Job, claimant: &str) -> Result<TickOutc
     let last = jobs::last_tick(&ctx.store, job.name()).await?;
     let due = due_tick(job.schedule(&settings), last, ctx.clock.now());
 
-    // Unfinished runs of stopped daemons before the newest tick are superseded by it, as a
-    // missed tick is by a later one.
-    if let Some(newest) = due.or(last) {
+    // A lease that ran out on an unfinished run: its daemon stopped during the run. Runs of
+    // stopped daemons before the newest tick are superseded by it, as a missed tick is by a
+    // later one; the newest tick itself is taken over below.
+    let lease_end = jobs::earliest_lease_end(&ctx.store, job.name()).await?;
+    let stale = lease_end.is_some_and(|end| end < now);
+    if let Some(newest) = due.or(last).filter(|_| stale) {
         let closed =
             jobs::abandon_stale_ticks(&ctx.store, job.name(), newest, SUPERSEDED, now).await?;
         if closed > 0 {
@@ -200,7 +203,7 @@ pub async fn run_due(ctx: &Context, job: Job, claimant: &str) -> Result<TickOutc
     }
 
     let Some(tick_at) = due else {
-        let Some(last) = last else {
+        let Some(last) = last.filter(|_| stale) else {
             return Ok(TickOutcome::NothingDue);
         };
         let claim =

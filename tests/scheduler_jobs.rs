@@ -431,7 +431,11 @@ async fn a_running_job_renews_its_lease_so_no_other_daemon_takes_its_tick_over()
         db.store.clock().set(from_ts(tick + 10));
         wait_for_run(&db.store, tick, |until| until >= tick + 13).await;
         let other = run_due(&b, Job::Delivery, "daemon-b").await.unwrap();
-        let outcome = running.await.unwrap().unwrap();
+        let outcome = running
+            .await
+            .unwrap()
+            .map_err(|err| format!("{}: {err:?}", db.label));
+        let outcome = outcome.unwrap();
 
         assert_eq!(other, TickOutcome::NothingDue, "{}", db.label);
         assert_eq!(
