@@ -428,8 +428,12 @@ fn transport_error(url: &str, err: &reqwest::Error) -> FetchError {
             url: url.to_owned(),
         };
     }
-    // The cause chain holds the useful part (a refused address, a reset connection).
+    // The cause chain holds the useful part (a refused address, a reset connection). The URL is
+    // in the message already, so reqwest's " for url (...)" is left out.
     let mut reason = err.to_string();
+    if let Some(request_url) = err.url() {
+        reason = reason.replace(&format!(" for url ({request_url})"), "");
+    }
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         reason.push_str(": ");
@@ -531,5 +535,24 @@ mod tests {
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("private, loopback or link-local"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_names_the_url_once_and_its_cause() {
+        let mut settings = crate::settings::Settings::defaults().fetch;
+        settings.allow_private_networks = true;
+        // The listener is dropped at once: nothing listens on the port any more.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/x");
+        let fetcher = Fetcher::new(&settings).unwrap();
+        let err = fetcher.fetch(&url, None, Expect::Xml).await.unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, FetchError::Transport { .. }), "{text}");
+        assert_eq!(text.matches(url.as_str()).count(), 1, "{text}");
+        assert!(text.contains("Connection refused"), "{text}");
     }
 }
