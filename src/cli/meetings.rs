@@ -19,10 +19,10 @@ pub enum MeetingsCommand {
         #[arg(long)]
         council: CouncilSlug,
         /// First day (YYYY-MM-DD, UK time); today when absent.
-        #[arg(long, value_name = "DATE")]
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
         from: Option<NaiveDate>,
         /// Last day, included (YYYY-MM-DD); the poll window's end when absent.
-        #[arg(long, value_name = "DATE")]
+        #[arg(long, value_name = "DATE", value_parser = parse_date)]
         to: Option<NaiveDate>,
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -103,6 +103,12 @@ impl MeetingJson {
                 .collect(),
         }
     }
+}
+
+/// A calendar date as `--from` and `--to` take it.
+fn parse_date(raw: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map_err(|err| format!("`{raw}` is not a date such as 2026-02-09 (YYYY-MM-DD): {err}"))
 }
 
 fn uk_midnight(day: NaiveDate) -> chrono::DateTime<chrono::Utc> {
