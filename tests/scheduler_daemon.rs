@@ -260,7 +260,12 @@ async fn killed_during_the_build_every_subscriber_still_gets_one_digest(label: &
         },
     )
     .await;
+    let second_log = second.log();
     drop(second);
+    assert!(
+        second_log.contains("taking over a run that a stopped daemon did not finish"),
+        "{label}: {second_log}"
+    );
 
     // One digest and one delivery per subscriber, and the delivery sent.
     let per_subscriber = sqlx::query(
