@@ -13,7 +13,7 @@ use council_digest::store::Store;
 use council_digest::store::deliveries::{NewDelivery, enqueue_delivery};
 use council_digest::store::ledger::claim_due;
 
-/// Two full councils and a limited one; four subscribers, two of whom share a council; a
+/// Two full councils and a limited one; five subscribers, three of whom follow only Bath; a
 /// first digest for 2026-W06, a moved meeting, then the 2026-W07 run; and a promotion notice.
 async fn queue_a_week(store: &Store, clock: &Clock) -> Vec<i64> {
     let settings = settings();
@@ -39,6 +39,8 @@ async fn queue_a_week(store: &Store, clock: &Clock) -> Vec<i64> {
     let with_limited =
         add_subscriber(store, "mixed@example.org", "resident", &[wolves, rutland]).await;
     let erased = add_subscriber(store, "gone@example.org", "resident", &[bath]).await;
+    // The same digest as `bath_only`'s but for the links: a shared rendering serves it.
+    let bath_again = add_subscriber(store, "bath.too@example.org", "resident", &[bath]).await;
 
     let planning = with_detail(
         meeting(
@@ -94,7 +96,7 @@ async fn queue_a_week(store: &Store, clock: &Clock) -> Vec<i64> {
     )
     .await
     .unwrap();
-    assert_eq!(built.queued, 4, "{built:?}");
+    assert_eq!(built.queued, 5, "{built:?}");
 
     let mut tx = store.begin_write().await.unwrap();
     enqueue_delivery(
@@ -116,7 +118,7 @@ async fn queue_a_week(store: &Store, clock: &Clock) -> Vec<i64> {
         .execute(store.pool())
         .await
         .unwrap();
-    vec![both, bath_only, with_limited, erased]
+    vec![both, bath_only, with_limited, erased, bath_again]
 }
 
 /// Subject, recipient, Message-ID and the text and HTML parts of a rendered message (the
@@ -150,46 +152,55 @@ async fn a_claimed_batch_renders_each_delivery_as_rendering_it_alone_does() {
 
         let now = store.clock().now_ts();
         let batch = claim_due(store, "test", 100, now, now + 300).await.unwrap();
-        // Four digests (one to an erased address) and the notice.
-        assert_eq!(batch.len(), 5, "{}", db.label);
+        // Five digests (one to an erased address) and the notice.
+        assert_eq!(batch.len(), 6, "{}", db.label);
 
-        let rendered = render_claimed(store, &settings, &renderer, &ctx, &batch).await;
-        assert_eq!(rendered.len(), batch.len(), "{}", db.label);
-        let mut ok = 0;
-        for (delivery, batched) in batch.iter().zip(&rendered) {
-            let alone = render_delivery(store, &settings, &renderer, &ctx, delivery.id).await;
-            match (batched, alone) {
-                (Ok(batched), Ok(alone)) => {
-                    ok += 1;
-                    assert_eq!(batched.to, alone.to, "{}", db.label);
-                    assert_eq!(batched.message_id, alone.message_id, "{}", db.label);
-                    assert_eq!(
-                        essentials(&batched.message.formatted()),
-                        essentials(&alone.message.formatted()),
-                        "delivery {} on {}",
+        // The second time round every digest but the notice comes from a shared rendering.
+        let mut rendered = Vec::new();
+        for round in ["first", "second"] {
+            rendered = render_claimed(store, &settings, &renderer, &ctx, &batch).await;
+            assert_eq!(rendered.len(), batch.len(), "{} {round}", db.label);
+            let mut ok = 0;
+            for (delivery, batched) in batch.iter().zip(&rendered) {
+                let alone = render_delivery(store, &settings, &renderer, &ctx, delivery.id).await;
+                match (batched, alone) {
+                    (Ok(batched), Ok(alone)) => {
+                        ok += 1;
+                        assert_eq!(batched.to, alone.to, "{} {round}", db.label);
+                        assert_eq!(batched.message_id, alone.message_id, "{} {round}", db.label);
+                        assert_eq!(
+                            essentials(&batched.message.formatted()),
+                            essentials(&alone.message.formatted()),
+                            "delivery {} on {} ({round})",
+                            delivery.id,
+                            db.label
+                        );
+                    }
+                    (Err(batched), Err(alone)) => {
+                        assert_eq!(
+                            batched.to_string(),
+                            alone.to_string(),
+                            "{} {round}",
+                            db.label
+                        );
+                        assert_eq!(
+                            delivery.subscriber_id,
+                            Some(subscribers[3]),
+                            "only the erased address fails ({})",
+                            db.label
+                        );
+                    }
+                    (batched, alone) => panic!(
+                        "delivery {}: batch {:?} but alone {:?} ({})",
                         delivery.id,
+                        batched.as_ref().map(|r| &r.message_id),
+                        alone.map(|r| r.message_id),
                         db.label
-                    );
+                    ),
                 }
-                (Err(batched), Err(alone)) => {
-                    assert_eq!(batched.to_string(), alone.to_string(), "{}", db.label);
-                    assert_eq!(
-                        delivery.subscriber_id,
-                        Some(subscribers[3]),
-                        "only the erased address fails ({})",
-                        db.label
-                    );
-                }
-                (batched, alone) => panic!(
-                    "delivery {}: batch {:?} but alone {:?} ({})",
-                    delivery.id,
-                    batched.as_ref().map(|r| &r.message_id),
-                    alone.map(|r| r.message_id),
-                    db.label
-                ),
             }
+            assert_eq!(ok, 5, "{} {round}", db.label);
         }
-        assert_eq!(ok, 4, "{}", db.label);
 
         // The subscriber with two councils gets both, and Bath's moved meeting is marked.
         let both = batch
@@ -212,5 +223,22 @@ async fn a_claimed_batch_renders_each_delivery_as_rendering_it_alone_does() {
             "{}",
             parts[0].1
         );
+
+        // Two recipients of one shared rendering each get their own unsubscribe link.
+        for subscriber in [subscribers[1], subscribers[4]] {
+            let index = batch
+                .iter()
+                .position(|d| d.subscriber_id == Some(subscriber) && d.kind == "digest")
+                .unwrap();
+            let eml = rendered[index].as_ref().unwrap().message.formatted();
+            let (_, _, _, parts) = essentials(&eml);
+            let token = signing_key().sign(
+                council_digest::tokens::LinkPurpose::Unsubscribe,
+                &subscriber.to_string(),
+            );
+            let link = format!("/unsubscribe/{token}");
+            assert!(parts[0].1.contains(&link), "{}", parts[0].1);
+            assert!(parts[1].1.contains(&link), "{}", parts[1].1);
+        }
     }
 }

@@ -26,7 +26,7 @@ use crate::digest::contents::{DigestContents, DigestRecord, SharedSection};
 use crate::digest::view::{DigestLinks, digest_view};
 use crate::domain::EmailAddress;
 use crate::mail::MailError;
-use crate::mail::templates::{MailTemplate, RenderedParts, Renderer};
+use crate::mail::templates::{MailTemplate, RenderedParts, Renderer, escape_html};
 use crate::settings::Settings;
 use crate::store::councils::Council;
 use crate::store::ledger::ClaimedDelivery;
@@ -664,8 +664,8 @@ struct DigestInputs {
     addresses: HashMap<i64, Option<String>>,
     /// Digest id to its subscriber's record.
     records: HashMap<i64, Result<DigestRecord, String>>,
-    /// Section id to the council's shared part.
-    sections: HashMap<i64, Result<SharedSection, String>>,
+    /// Section id to the council's shared part and its content hash.
+    sections: HashMap<i64, Result<(String, SharedSection), String>>,
 }
 
 async fn read_digest_inputs<'a>(
@@ -696,11 +696,16 @@ async fn read_digest_inputs<'a>(
     }
     section_ids.sort_unstable();
     section_ids.dedup();
-    let sql = "SELECT id, contents FROM digest_sections";
+    let sql = "SELECT id, content_hash, contents FROM digest_sections";
     for row in rows_by_id(store, sql, &section_ids).await? {
         let id: i64 = row.try_get("id").step("decode a digest section")?;
+        let hash: String = row
+            .try_get("content_hash")
+            .step("decode a digest section")?;
         let text: String = row.try_get("contents").step("decode a digest section")?;
-        let section = serde_json::from_str::<SharedSection>(&text).map_err(|e| e.to_string());
+        let section = serde_json::from_str::<SharedSection>(&text)
+            .map(|section| (hash, section))
+            .map_err(|e| e.to_string());
         inputs.sections.insert(id, section);
     }
     Ok(inputs)
@@ -772,7 +777,7 @@ fn render_digest_delivery(
             what: format!("digest {digest_id}"),
             detail: detail.clone(),
         })?;
-    let mut shared = Vec::with_capacity(record.councils.len());
+    let mut sections = Vec::with_capacity(record.councils.len());
     for reference in &record.councils {
         let section_id = reference.section_id;
         let section = inputs
@@ -784,17 +789,120 @@ fn render_digest_delivery(
                 what: format!("digest section {section_id}"),
                 detail: detail.clone(),
             })?;
-        shared.push(section.clone());
+        sections.push(section);
     }
-    let contents = record.clone().into_contents(shared);
-    let view = digest_view(&contents, ctx.digest_links(subscriber_id, Some(digest_id)));
-    let parts = renderer.render(MailTemplate::Digest, &view)?;
+    let links = ctx.digest_links(subscriber_id, Some(digest_id));
+    let parts = shared_digest_parts(ctx, renderer, record, &sections, links)?;
     let message = assemble(ctx, &to, parts, &message_id, Some(subscriber_id))?;
     Ok(RenderedMessage {
         message,
         to,
         message_id,
     })
+}
+
+/// The stand-ins rendered in place of a recipient's own links in a shared rendering.
+const STAND_IN_UNSUBSCRIBE: &str = "\u{2}unsubscribe-url\u{3}";
+const STAND_IN_PREFERENCES: &str = "\u{2}preferences-url\u{3}";
+const STAND_IN_WEB_VIEW: &str = "\u{2}web-view-url\u{3}";
+
+/// A digest's parts for one recipient. Recipients whose digests were built from the same
+/// council sections, changes and limited-support blocks differ only in their links, so the
+/// digest is rendered once with stand-ins for the links, kept in the renderer's shared
+/// renderings, and each recipient's links are put in place of the stand-ins (escaped for the
+/// HTML part, as the HTML templates escape every value). The first time a rendering is
+/// shared it is checked against a rendering of its own; a template that does anything with a
+/// link but print it turns sharing off.
+fn shared_digest_parts(
+    ctx: &MailContext,
+    renderer: &Renderer,
+    record: &DigestRecord,
+    sections: &[&(String, SharedSection)],
+    links: DigestLinks,
+) -> Result<RenderedParts, MailError> {
+    let contents = || {
+        let shared = sections
+            .iter()
+            .map(|(_, section)| section.clone())
+            .collect();
+        record.clone().into_contents(shared)
+    };
+    let shared = renderer.shared();
+    let key = shared
+        .splicable()
+        .then(|| shared_render_key(ctx, record, sections))
+        .flatten();
+    let Some(key) = key else {
+        return renderer.render(MailTemplate::Digest, &digest_view(&contents(), links));
+    };
+    if let Some(stand_in) = shared.get(&key) {
+        return Ok(put_links_in(&stand_in, &links));
+    }
+
+    let contents = contents();
+    let own = renderer.render(MailTemplate::Digest, &digest_view(&contents, links.clone()))?;
+    let stand_in_links = DigestLinks {
+        unsubscribe_url: STAND_IN_UNSUBSCRIBE.to_owned(),
+        preferences_url: STAND_IN_PREFERENCES.to_owned(),
+        web_view_url: Some(STAND_IN_WEB_VIEW.to_owned()),
+        base_url: links.base_url.clone(),
+    };
+    let stand_in = renderer.render(
+        MailTemplate::Digest,
+        &digest_view(&contents, stand_in_links),
+    )?;
+    if put_links_in(&stand_in, &links) == own {
+        shared.insert(key, stand_in);
+    } else {
+        tracing::warn!("the digest templates use links in a way renderings cannot share");
+        shared.mark_unsplicable();
+    }
+    Ok(own)
+}
+
+/// Everything a digest's rendering depends on besides the recipient's links: the sender's
+/// base URL, the week and window, each council section (by content hash) with the
+/// recipient's changes, and the limited-support blocks.
+fn shared_render_key(
+    ctx: &MailContext,
+    record: &DigestRecord,
+    sections: &[&(String, SharedSection)],
+) -> Option<String> {
+    let councils: Vec<(&str, &Vec<crate::digest::contents::ChangeEntry>)> = sections
+        .iter()
+        .zip(&record.councils)
+        .map(|((hash, _), reference)| (hash.as_str(), &reference.changes))
+        .collect();
+    serde_json::to_string(&(
+        &ctx.base_url,
+        &record.week,
+        record.week_start,
+        record.window_start,
+        record.window_end,
+        councils,
+        &record.limited,
+    ))
+    .ok()
+}
+
+/// A shared rendering with one recipient's links in place of the stand-ins.
+fn put_links_in(stand_in: &RenderedParts, links: &DigestLinks) -> RenderedParts {
+    let web_view = links.web_view_url.as_deref().unwrap_or_default();
+    let raw = |text: &str| {
+        text.replace(STAND_IN_UNSUBSCRIBE, &links.unsubscribe_url)
+            .replace(STAND_IN_PREFERENCES, &links.preferences_url)
+            .replace(STAND_IN_WEB_VIEW, web_view)
+    };
+    let html = stand_in
+        .html
+        .replace(STAND_IN_UNSUBSCRIBE, &escape_html(&links.unsubscribe_url))
+        .replace(STAND_IN_PREFERENCES, &escape_html(&links.preferences_url))
+        .replace(STAND_IN_WEB_VIEW, &escape_html(web_view));
+    RenderedParts {
+        subject: raw(&stand_in.subject),
+        text: raw(&stand_in.text),
+        html,
+    }
 }
 
 /// The digest deliveries `jobs`, rendered in order on the blocking threads, split in one

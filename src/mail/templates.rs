@@ -9,9 +9,9 @@
 //! string): the HTML one escapes every value, and the text one (subjects and text bodies)
 //! escapes nothing, so `Bath & North East Somerset` and URLs with `&` come out as they are.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use handlebars::Handlebars;
 use serde::Serialize;
@@ -148,6 +148,73 @@ pub struct RenderedParts {
 pub struct Renderer {
     html: Arc<Handlebars<'static>>,
     text: Arc<Handlebars<'static>>,
+    shared: Arc<SharedRenders>,
+}
+
+/// Renderings shared by the recipients of the same message: parts rendered with stand-ins for
+/// the per-recipient links, by a key naming everything else they were rendered from (see
+/// `mail::message::render_claimed`). Bounded to [`SHARED_RENDERS_BYTES`]; when full it is
+/// emptied and fills again.
+#[derive(Default)]
+pub struct SharedRenders {
+    inner: Mutex<SharedRendersInner>,
+}
+
+#[derive(Default)]
+struct SharedRendersInner {
+    parts: HashMap<String, Arc<RenderedParts>>,
+    bytes: usize,
+    /// Set when a template was found to use a link other than by printing it, so that the
+    /// stand-ins cannot be swapped for the real links: every message is then rendered alone.
+    unsplicable: bool,
+}
+
+/// The most bytes of shared renderings kept at once.
+pub const SHARED_RENDERS_BYTES: usize = 32 << 20;
+
+impl std::fmt::Debug for SharedRenders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedRenders").finish_non_exhaustive()
+    }
+}
+
+impl SharedRenders {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharedRendersInner> {
+        // The map is valid whatever a panicking holder left half done.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether renderings can be shared at all with the loaded templates.
+    pub fn splicable(&self) -> bool {
+        !self.lock().unsplicable
+    }
+
+    pub fn mark_unsplicable(&self) {
+        let mut inner = self.lock();
+        inner.unsplicable = true;
+        inner.parts.clear();
+        inner.bytes = 0;
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<RenderedParts>> {
+        self.lock().parts.get(key).cloned()
+    }
+
+    pub fn insert(&self, key: String, parts: RenderedParts) {
+        let size = key.len() + parts.subject.len() + parts.text.len() + parts.html.len();
+        let mut inner = self.lock();
+        if inner.bytes + size > SHARED_RENDERS_BYTES {
+            inner.parts.clear();
+            inner.bytes = 0;
+        }
+        inner.bytes += size;
+        if let Some(old) = inner.parts.insert(key, Arc::new(parts)) {
+            let old_size = old.subject.len() + old.text.len() + old.html.len();
+            inner.bytes = inner.bytes.saturating_sub(old_size);
+        }
+    }
 }
 
 impl Renderer {
@@ -219,6 +286,7 @@ impl Renderer {
         Ok(Renderer {
             html: Arc::new(html),
             text: Arc::new(text),
+            shared: Arc::new(SharedRenders::default()),
         })
     }
 
@@ -249,6 +317,11 @@ impl Renderer {
             text: tidy_text(&text),
             html,
         })
+    }
+
+    /// Renderings shared between recipients of the same message.
+    pub fn shared(&self) -> &SharedRenders {
+        &self.shared
     }
 
     /// The HTML body alone (the web view of a digest).
