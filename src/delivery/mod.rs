@@ -267,15 +267,22 @@ impl<'a> Drain<'a> {
             current = upcoming?;
         }
 
-        tracing::info!(
-            sent = report.sent,
-            retrying = report.retrying,
-            failed = report.failed,
-            unrecorded = report.unrecorded,
-            released = report.released,
-            transport = %self.transport.describe(),
-            "delivery queue drained"
-        );
+        // The delivery job drains every minute; a drain that found nothing due is detail.
+        let handled =
+            report.sent + report.retrying + report.failed + report.unrecorded + report.released;
+        if handled == 0 {
+            tracing::debug!(transport = %self.transport.describe(), "delivery queue empty");
+        } else {
+            tracing::info!(
+                sent = report.sent,
+                retrying = report.retrying,
+                failed = report.failed,
+                unrecorded = report.unrecorded,
+                released = report.released,
+                transport = %self.transport.describe(),
+                "delivery queue drained"
+            );
+        }
         Ok(report)
     }
 
