@@ -300,6 +300,8 @@ window_days_ahead = 60
 [schedule]
 poll_full = "*/3 * * * * *"
 poll_limited = "0 0 0 1 1 *"
+# Only the three councils pointed at the local server are polled; no other council's site.
+poll_on_start = false
 promotion = "*/2 * * * * *"
 digest = "0 0 7 * * Mon"
 delivery = "*/2 * * * * *"
