@@ -188,7 +188,7 @@ fn an_operator_adds_subscribers_ranks_and_promotes_councils() {
 
     // Remove ends the subscriptions; export shows it; erase forgets the person.
     let out = run_ok(&settings, &["subscribers", "remove", "planner@example.org"]);
-    assert_eq!(out.trim(), "subscriber 2 unsubscribed from 1 councils");
+    assert_eq!(out.trim(), "subscriber 2 unsubscribed from 1 council");
     let exported = json(&settings, &["subscribers", "export", "planner@example.org"]);
     assert_eq!(exported["subscriptions"][0]["state"], "unsubscribed");
     assert_eq!(exported["subscriber"]["organisation"], "Planning Partners");

@@ -169,7 +169,8 @@ async fn run_on(
         SubscribersCommand::Remove { email } => {
             let view = subscriptions::subscriber_by_email(store, &email).await?;
             let ended = subscriptions::unsubscribe_all(store, view.id).await?;
-            println!("subscriber {} unsubscribed from {ended} councils", view.id);
+            let noun = if ended == 1 { "council" } else { "councils" };
+            println!("subscriber {} unsubscribed from {ended} {noun}", view.id);
         }
         SubscribersCommand::Export { email } => {
             let exported = subscriptions::export(store, &email).await?;

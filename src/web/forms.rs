@@ -155,8 +155,9 @@ fn parse_address(raw: &str) -> Result<EmailAddress, String> {
             "The e-mail address is too long (at most {MAX_EMAIL_CHARS} characters)."
         ));
     }
-    raw.parse::<EmailAddress>()
-        .map_err(|err| format!("Enter an e-mail address such as name@example.org ({err})."))
+    raw.parse::<EmailAddress>().map_err(|_| {
+        "That is not a valid e-mail address. Enter one such as name@example.org.".into()
+    })
 }
 
 /// `POST /councils/{slug}/subscribe`: records a pending subscription and mails the link to
