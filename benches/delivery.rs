@@ -7,8 +7,8 @@
 //! Needs Debian's `postfix` package (for `/usr/sbin/smtp-sink` and `/usr/sbin/smtp-source`).
 //!
 //! ```text
-//! cargo bench --profile dev --bench delivery              # 10,000 and 100,000 subscribers
-//! BENCH_SIZES=2000 cargo bench --profile dev --bench delivery
+//! cargo bench --bench delivery              # 10,000 and 100,000 subscribers, release build
+//! BENCH_SIZES=2000 cargo bench --bench delivery
 //! ```
 //!
 //! `BENCH_CONNECTIONS` sets the SMTP connections (workers and pool size; default 8). The
