@@ -200,6 +200,10 @@ async fn a_claimed_batch_renders_each_delivery_as_rendering_it_alone_does() {
                 }
             }
             assert_eq!(ok, 5, "{} {round}", db.label);
+            // Three distinct digests are kept (the erased address fails before rendering):
+            // the two Bath-only subscribers share one.
+            assert!(renderer.shared().splicable(), "{}", db.label);
+            assert_eq!(renderer.shared().len(), 3, "{}", db.label);
         }
 
         // The subscriber with two councils gets both, and Bath's moved meeting is marked.

@@ -198,6 +198,15 @@ impl SharedRenders {
         inner.bytes = 0;
     }
 
+    /// How many renderings are kept.
+    pub fn len(&self) -> usize {
+        self.lock().parts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn get(&self, key: &str) -> Option<Arc<RenderedParts>> {
         self.lock().parts.get(key).cloned()
     }
