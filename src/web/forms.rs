@@ -156,7 +156,7 @@ fn parse_address(raw: &str) -> Result<EmailAddress, String> {
         ));
     }
     raw.parse::<EmailAddress>().map_err(|_| {
-        "That is not a valid e-mail address. Enter one such as name@example.org.".into()
+        "Enter an e-mail address such as name@example.org; the one given is not valid.".into()
     })
 }
 
