@@ -42,4 +42,12 @@ if ! pg_ready; then
   unset TEST_DATABASE_URL
 fi
 
+# Each test makes its own database (cd_test_*); clear those an earlier run left behind.
+if [ -n "${TEST_DATABASE_URL:-}" ] && command -v psql >/dev/null; then
+  psql "$TEST_DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'cd_test_%'" \
+    | while read -r stale; do
+        psql "$TEST_DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$stale\"" >/dev/null || true
+      done
+fi
+
 exec cargo test "$@"
