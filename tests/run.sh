@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The project's test command (README.md, "Quick start").
 #
-# On a fresh Debian machine, run as root, it installs what the tests need (a real SMTP server
-# and a real browser), starts the local PostgreSQL server if it is down, and runs the whole
-# suite: every storage test on a new SQLite file and on a new PostgreSQL database.
+# On a fresh Debian machine, run as root, it installs what the tests need (a real SMTP server,
+# openssl for its throwaway TLS certificates, and a real browser), starts the local PostgreSQL
+# server if it is down, and runs the whole suite: every storage test on a new SQLite file and on
+# a new PostgreSQL database.
 # Extra arguments go to `cargo test` (for example a test name).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(python3-aiosmtpd chromium chromium-driver)
+packages=(python3-aiosmtpd openssl chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

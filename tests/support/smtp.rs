@@ -21,6 +21,11 @@
 //! let envelopes = server.received(); // sender, recipients and raw bytes of each message
 //! ```
 //!
+//! For TLS, `SmtpServer::start_tls(FaultMode::Accept, ServerTls::Starttls)` (or
+//! `ServerTls::Implicit`) makes a throwaway CA and a certificate for `localhost` and
+//! `127.0.0.1` with the `openssl` command (Debian's `openssl` package) in the server's temporary
+//! folder; `server.ca_file()` is the CA's PEM file, for `smtp.ca_file`. Nothing is committed.
+//!
 //! `start` returns once the port accepts TCP connections (polled with a deadline, no fixed
 //! sleep). Only messages the server answered 250 to are saved; every DATA attempt, whatever its
 //! outcome, is in `events()`. The python interpreter is `$COUNCIL_DIGEST_TEST_PYTHON`, else
@@ -70,6 +75,24 @@ impl FaultMode {
     }
 }
 
+/// TLS the server speaks, with a certificate signed by a CA made for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerTls {
+    /// Offers STARTTLS and refuses MAIL until the client has used it.
+    Starttls,
+    /// TLS from the first byte, as on port 465.
+    Implicit,
+}
+
+impl ServerTls {
+    fn as_arg(self) -> &'static str {
+        match self {
+            ServerTls::Starttls => "starttls",
+            ServerTls::Implicit => "implicit",
+        }
+    }
+}
+
 /// One message the server accepted.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -96,6 +119,7 @@ pub struct Event {
 pub struct SmtpServer {
     pub port: u16,
     pub mode: FaultMode,
+    pub tls: Option<ServerTls>,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -111,17 +135,44 @@ impl SmtpServer {
     /// Like [`SmtpServer::start`]; with `idle_timeout` the server closes a connection that has
     /// been idle that long, as real servers do (see [`SmtpServer::connections_closed`]).
     pub fn start_with(mode: FaultMode, idle_timeout: Option<Duration>) -> SmtpServer {
+        SmtpServer::spawn(mode, idle_timeout, None)
+    }
+
+    /// Like [`SmtpServer::start`], speaking `tls` with a certificate for `localhost` and
+    /// `127.0.0.1` signed by a CA made for this server (see [`SmtpServer::ca_file`]). Panics
+    /// when `openssl` cannot make them.
+    pub fn start_tls(mode: FaultMode, tls: ServerTls) -> SmtpServer {
+        SmtpServer::spawn(mode, None, Some(tls))
+    }
+
+    fn spawn(
+        mode: FaultMode,
+        idle_timeout: Option<Duration>,
+        tls: Option<ServerTls>,
+    ) -> SmtpServer {
         let dir = tempfile::tempdir().expect("create a folder for the test SMTP server");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
         let inbox = dir.path().join("inbox");
-        let mut child = Command::new(python())
+        let mut command = Command::new(python());
+        command
             .arg(&script)
             .arg("--mode")
             .arg(mode.as_arg())
             .arg("--dir")
             .arg(&inbox)
             .arg("--idle-timeout")
-            .arg(idle_timeout.map_or(600.0, |t| t.as_secs_f64()).to_string())
+            .arg(idle_timeout.map_or(600.0, |t| t.as_secs_f64()).to_string());
+        if let Some(tls) = tls {
+            let files = make_certificates(&dir.path().join("tls"));
+            command
+                .arg("--tls-mode")
+                .arg(tls.as_arg())
+                .arg("--tls-cert")
+                .arg(&files.cert)
+                .arg("--tls-key")
+                .arg(&files.key);
+        }
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
@@ -158,6 +209,7 @@ impl SmtpServer {
         let server = SmtpServer {
             port,
             mode,
+            tls,
             child,
             dir,
         };
@@ -167,6 +219,11 @@ impl SmtpServer {
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The PEM file of the CA that signed the server's certificate; `None` without TLS.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.tls.map(|_| self.dir.path().join("tls/ca.pem"))
     }
 
     fn inbox(&self) -> PathBuf {
@@ -230,8 +287,17 @@ impl SmtpServer {
     pub fn events(&self) -> Vec<Event> {
         self.log_entries()
             .into_iter()
-            .filter(|event| event.outcome != "closed")
+            .filter(|event| event.outcome != "closed" && event.outcome != "opened")
             .collect()
+    }
+
+    /// How many SMTP sessions have started so far: connections that said HELO or EHLO (the
+    /// start probe and failed implicit-TLS handshakes do not count).
+    pub fn connections_opened(&self) -> usize {
+        self.log_entries()
+            .iter()
+            .filter(|event| event.outcome == "opened")
+            .count()
     }
 
     /// How many connections have ended so far (either side closing them).
@@ -306,6 +372,55 @@ impl Drop for SmtpServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The server's certificate and key, and beside them `ca.pem`, the CA that signed it.
+struct CertificateFiles {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A throwaway CA and a server certificate for `localhost` and `127.0.0.1`, valid for two days,
+/// made with the `openssl` command in `dir`.
+fn make_certificates(dir: &Path) -> CertificateFiles {
+    std::fs::create_dir_all(dir).expect("create the test certificates' folder");
+    std::fs::write(
+        dir.join("server.ext"),
+        "basicConstraints = critical, CA:FALSE\n\
+         keyUsage = critical, digitalSignature, keyEncipherment\n\
+         extendedKeyUsage = serverAuth\n\
+         subjectAltName = DNS:localhost, IP:127.0.0.1\n",
+    )
+    .expect("write the server certificate's extensions");
+    let new_key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let steps = [
+        format!(
+            "req -x509 {new_key} -keyout ca.key -out ca.pem -days 2 \
+             -subj /CN=council-digest-test-CA -addext basicConstraints=critical,CA:TRUE \
+             -addext keyUsage=critical,keyCertSign,cRLSign"
+        ),
+        format!("req {new_key} -keyout server.key -out server.csr -subj /CN=localhost"),
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem \
+         -days 2 -extfile server.ext"
+            .to_owned(),
+    ];
+    for step in &steps {
+        let output = Command::new("openssl")
+            .args(step.split_whitespace())
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl to make test certificates (apt-get install -y openssl)");
+        assert!(
+            output.status.success(),
+            "openssl {step} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    CertificateFiles {
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
     }
 }
 

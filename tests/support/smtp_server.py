@@ -15,6 +15,12 @@ connection's end is logged there too, as `closed` with no recipients.
 --idle-timeout SECONDS makes the server close a connection that has been idle that long (as real
 servers do), which shows whether a client's pooled connection is replaced.
 
+--tls-cert FILE --tls-key FILE (PEM) with --tls-mode serves TLS: `starttls` offers STARTTLS and
+refuses MAIL until the client has used it; `implicit` speaks TLS from the first byte (as on port
+465). Each connection's first HELO or EHLO is logged as `opened` with no recipients, so the log
+shows how many SMTP sessions carried the messages (a bare TCP probe never gets that far, nor
+does a client whose implicit TLS handshake failed).
+
 Fault modes (--mode):
   accept                 250 for every message
   tempfail-first         451 on the first attempt of each message, then 250
@@ -37,7 +43,10 @@ import email.parser
 import json
 import os
 import socket
+import ssl
 import sys
+
+TLS_MODES = ("starttls", "implicit")
 
 MODES = (
     "accept",
@@ -118,31 +127,58 @@ async def never_greet(reader, writer):
     writer.close()
 
 
-def logging_smtp(handler, inbox, idle_timeout):
+def logging_smtp(handler, inbox, idle_timeout, starttls_context):
     from aiosmtpd.smtp import SMTP
 
     class LoggingSMTP(SMTP):
+        greeted = False
+
+        def note_session(self):
+            if not self.greeted:
+                self.greeted = True
+                inbox.log_line("opened \n")
+
+        async def smtp_HELO(self, hostname):
+            self.note_session()
+            await super().smtp_HELO(hostname)
+
+        async def smtp_EHLO(self, hostname):
+            self.note_session()
+            await super().smtp_EHLO(hostname)
+
         def connection_lost(self, error):
             inbox.log_line("closed \n")
             super().connection_lost(error)
 
     return LoggingSMTP(handler, decode_data=False, hostname="smtp.test",
-                       data_size_limit=64 * 1024 * 1024, timeout=idle_timeout)
+                       data_size_limit=64 * 1024 * 1024, timeout=idle_timeout,
+                       tls_context=starttls_context,
+                       require_starttls=starttls_context is not None)
 
 
-async def serve(mode, directory, idle_timeout):
+def server_tls_context(cert, key):
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def serve(mode, directory, idle_timeout, tls_mode=None, tls_context=None):
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     loop = asyncio.get_running_loop()
+    implicit = tls_context if tls_mode == "implicit" else None
+    starttls = tls_context if tls_mode == "starttls" else None
     if mode == "never-greet":
-        server = await asyncio.start_server(never_greet, sock=listener)
+        server = await asyncio.start_server(never_greet, sock=listener, ssl=implicit)
     else:
         inbox = Inbox(directory)
         handler = FaultyHandler(mode, inbox)
         server = await loop.create_server(
-            lambda: logging_smtp(handler, inbox, idle_timeout), sock=listener
+            lambda: logging_smtp(handler, inbox, idle_timeout, starttls),
+            sock=listener,
+            ssl=implicit,
         )
     print("PORT %d" % listener.getsockname()[1], flush=True)
     async with server:
@@ -154,7 +190,12 @@ def main():
     parser.add_argument("--mode", choices=MODES, default="accept")
     parser.add_argument("--dir", required=True)
     parser.add_argument("--idle-timeout", type=float, default=600.0)
+    parser.add_argument("--tls-mode", choices=TLS_MODES)
+    parser.add_argument("--tls-cert", help="PEM certificate chain of the server")
+    parser.add_argument("--tls-key", help="PEM private key of the server")
     args = parser.parse_args()
+    if bool(args.tls_mode) != bool(args.tls_cert) or bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-mode, --tls-cert and --tls-key go together")
     if args.mode != "never-greet":
         try:
             import aiosmtpd.smtp  # noqa: F401
@@ -163,7 +204,8 @@ def main():
                   flush=True)
             sys.exit(2)
     os.makedirs(args.dir, exist_ok=True)
-    asyncio.run(serve(args.mode, args.dir, args.idle_timeout))
+    tls_context = server_tls_context(args.tls_cert, args.tls_key) if args.tls_mode else None
+    asyncio.run(serve(args.mode, args.dir, args.idle_timeout, args.tls_mode, tls_context))
 
 
 if __name__ == "__main__":
