@@ -100,6 +100,8 @@ pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
     pub tls: TlsMode,
+    /// PEM file of extra CA certificates to trust for TLS; empty for the web PKI roots only.
+    pub ca_file: String,
     pub username: String,
     pub password: SecretString,
     pub timeout_seconds: u64,
@@ -737,6 +739,7 @@ impl Settings {
                 ("host", q(&self.smtp.host)),
                 ("port", self.smtp.port.to_string()),
                 ("tls", q(tls)),
+                ("ca_file", q(&self.smtp.ca_file)),
                 ("username", q(&self.smtp.username)),
                 ("password", q(&mask(&self.smtp.password))),
                 ("timeout_seconds", self.smtp.timeout_seconds.to_string()),

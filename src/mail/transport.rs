@@ -1,6 +1,6 @@
-//! The transports that carry a finished message: an SMTP relay (lettre's pooled async client)
-//! or, when `smtp.host` is empty, lettre's file transport writing one `.eml` file per message
-//! under `mail.outbox_dir`, so the daemon works out of the box and its mail can be read.
+//! The transports that carry a finished message: an SMTP relay or, when `smtp.host` is empty,
+//! lettre's file transport writing one `.eml` file per message under `mail.outbox_dir`, so the
+//! daemon works out of the box and its mail can be read.
 //!
 //! Every send is bounded by one overall timeout (`smtp.timeout_seconds`), so a server that
 //! accepts the connection and never answers, or goes silent after DATA, costs one timeout and
@@ -8,30 +8,44 @@
 //! timeouts, dropped connections, network and TLS trouble: try again later) or
 //! [`SendError::Permanent`] (5xx replies and messages the client itself refuses: give up).
 //!
-//! Plain and STARTTLS connections come from a small pool of lettre connections
-//! ([`AsyncSmtpConnection`]) opened on sockets with `TCP_NODELAY`. lettre 0.11.23 leaves Nagle's
-//! algorithm on, and since it writes a message's final `.` line separately from the body,
-//! every message then waits for the server's delayed ACK (40 ms on Linux): at most 25 messages
-//! a second per connection. The fix is merged upstream (lettre PR #1159) but not released;
-//! implicit TLS (`smtp.tls = "tls"`) still goes through lettre's own pool and pays that delay
-//! (TODO(#6): use lettre's pool for every mode once a release sets TCP_NODELAY).
+//! SMTP connections come from a small pool of our own: lettre connections
+//! ([`AsyncSmtpConnection`]) on sockets we open with `TCP_NODELAY`. For `smtp.tls = "starttls"`
+//! lettre upgrades the connection after the greeting; for `"tls"` (implicit TLS, usually port
+//! 465) the socket is wrapped in TLS (tokio-rustls) before lettre reads the greeting. lettre
+//! 0.11.23's own pool is not used because it leaves Nagle's algorithm on, and since it writes a
+//! message's final `.` line separately from the body, every message then waits for the
+//! server's delayed ACK (40 ms on Linux): at most 25 messages a second per connection (fixed
+//! upstream in lettre PR #1159, not released).
+//!
+//! The server's certificate must name `smtp.host` and chain to a trusted CA: the public web PKI
+//! roots (webpki-roots), plus the CA certificates in `smtp.ca_file` when it is set (a private or
+//! company CA). A certificate that fails that check fails the send as a transient TLS failure;
+//! a `smtp.ca_file` that cannot be read or holds no certificate stops [`Transport::from_settings`].
 //!
 //! Connections the server closed are not reused: a parked connection is tested (NOOP) before
 //! it is lent, and one that failed or was cut short by the timeout is dropped, never parked.
-//! In lettre's pool (implicit TLS) a send cut short by the timeout leaves its connection in an
-//! unknown state, so that whole pool is replaced then; sends in flight on it finish on it.
 
+use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use lettre::address::Envelope;
+use lettre::transport::smtp;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Tls, TlsParameters};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::transport::smtp::{self, PoolConfig};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use secrecy::ExposeSecret;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 
 use crate::settings::{Settings, SmtpSettings, TlsMode};
 
@@ -40,6 +54,14 @@ use crate::settings::{Settings, SmtpSettings, TlsMode};
 pub enum TransportError {
     #[error("smtp.tls: cannot prepare TLS for `{host}`: {detail}")]
     Tls { host: String, detail: String },
+    #[error("smtp.ca_file: cannot read {path}: {source}")]
+    CaFileUnreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("smtp.ca_file: {path} is not a PEM file of CA certificates: {detail}")]
+    CaFileInvalid { path: String, detail: String },
     #[error("mail.outbox_dir: cannot create {path}: {source}")]
     Outbox {
         path: String,
@@ -160,39 +182,46 @@ impl std::fmt::Debug for Transport {
 pub struct SmtpRelay {
     settings: SmtpSettings,
     timeout: Duration,
-    connections: Connections,
-}
-
-enum Connections {
-    /// Plain or STARTTLS: our pool of lettre connections on `TCP_NODELAY` sockets.
-    Direct(DirectPool),
-    /// Implicit TLS: lettre's pool, replaced after a send timed out.
-    Lettre(RwLock<Arc<AsyncSmtpTransport<Tokio1Executor>>>),
+    pool: DirectPool,
 }
 
 /// At most `slots` connections at once; idle ones are parked for the next send.
 struct DirectPool {
     host: String,
     port: u16,
-    starttls: Option<TlsParameters>,
+    security: Security,
     credentials: Option<Credentials>,
     hello: ClientId,
     slots: tokio::sync::Semaphore,
     idle: std::sync::Mutex<Vec<AsyncSmtpConnection>>,
 }
 
+/// How a new connection is secured (`smtp.tls`).
+enum Security {
+    Plain,
+    /// Upgraded by lettre after the greeting.
+    Starttls(TlsParameters),
+    /// TLS from the first byte, before lettre reads the greeting.
+    Implicit {
+        connector: tokio_rustls::TlsConnector,
+        server_name: ServerName<'static>,
+    },
+}
+
 /// Why a direct connection could not be opened or used.
 enum DirectError {
     Connect(std::io::Error),
+    /// The TLS handshake failed (an untrusted certificate, a protocol mismatch).
+    Tls(String),
     Smtp(smtp::Error),
 }
 
 impl DirectPool {
-    fn new(smtp: &SmtpSettings, starttls: Option<TlsParameters>) -> DirectPool {
+    fn new(smtp: &SmtpSettings, security: Security) -> DirectPool {
         DirectPool {
             host: smtp.host.trim().to_owned(),
             port: smtp.port,
-            starttls,
+            security,
             credentials: credentials(smtp),
             hello: ClientId::default(),
             slots: tokio::sync::Semaphore::new(smtp.pool_size.max(1) as usize),
@@ -243,18 +272,37 @@ impl DirectPool {
     }
 
     async fn connect(&self) -> Result<AsyncSmtpConnection, DirectError> {
-        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(DirectError::Connect)?;
-        stream.set_nodelay(true).map_err(DirectError::Connect)?;
-        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+        tcp.set_nodelay(true).map_err(DirectError::Connect)?;
+
+        let stream: Box<dyn AsyncTokioStream> = match &self.security {
+            Security::Implicit {
+                connector,
+                server_name,
+            } => {
+                let tls = connector
+                    .connect(server_name.clone(), tcp)
+                    .await
+                    .map_err(|err| DirectError::Tls(handshake_failure(&err)))?;
+                Box::new(ImplicitTlsStream(tls))
+            }
+            Security::Plain | Security::Starttls(_) => Box::new(tcp),
+        };
+        let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
             .await
             .map_err(DirectError::Smtp)?;
-        if let Some(tls) = &self.starttls {
+
+        if let Security::Starttls(tls) = &self.security {
             conn.starttls(tls.clone(), &self.hello)
                 .await
-                .map_err(DirectError::Smtp)?;
+                .map_err(|err| match rustls_error(&err) {
+                    Some(tls) => DirectError::Tls(describe_tls_error(tls)),
+                    None => DirectError::Smtp(err),
+                })?;
         }
+
         if let Some(credentials) = &self.credentials {
             conn.auth(DEFAULT_MECHANISMS, credentials)
                 .await
@@ -262,6 +310,177 @@ impl DirectPool {
         }
         Ok(conn)
     }
+}
+
+/// A client TLS stream over a socket, in the shape lettre takes an existing stream in.
+#[derive(Debug)]
+struct ImplicitTlsStream(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl AsyncTokioStream for ImplicitTlsStream {
+    fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+impl AsyncRead for ImplicitTlsStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ImplicitTlsStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// The rustls error somewhere in `err`'s cause chain (tokio-rustls wraps it in an `io::Error`).
+fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(tls) = current
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls);
+        }
+        cause = current.source();
+    }
+    None
+}
+
+fn handshake_failure(err: &io::Error) -> String {
+    match rustls_error(err) {
+        Some(tls) => describe_tls_error(tls),
+        None => err.to_string(),
+    }
+}
+
+fn describe_tls_error(err: &rustls::Error) -> String {
+    match err {
+        rustls::Error::InvalidCertificate(_) => {
+            format!("{err} (a certificate from a private CA needs that CA in smtp.ca_file)")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// The CA certificates in `smtp.ca_file` (none when it is empty), each checked to be usable as
+/// a trust anchor.
+fn extra_roots(smtp: &SmtpSettings) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    let path = smtp.ca_file.trim();
+    if path.is_empty() {
+        return Ok(Vec::new());
+    }
+    let invalid = |detail: String| TransportError::CaFileInvalid {
+        path: path.to_owned(),
+        detail,
+    };
+
+    let pem = std::fs::read(path).map_err(|source| TransportError::CaFileUnreadable {
+        path: path.to_owned(),
+        source,
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| invalid(err.to_string()))?;
+    if certs.is_empty() {
+        return Err(invalid("it holds no BEGIN CERTIFICATE block".to_owned()));
+    }
+
+    let mut check = rustls::RootCertStore::empty();
+    for (n, cert) in certs.iter().enumerate() {
+        check.add(cert.clone()).map_err(|err| {
+            let why = match err {
+                rustls::Error::InvalidCertificate(reason) => format!("{reason:?}"),
+                other => other.to_string(),
+            };
+            invalid(format!(
+                "certificate {} of {} cannot be read: {why}",
+                n + 1,
+                certs.len()
+            ))
+        })?;
+    }
+    Ok(certs)
+}
+
+/// lettre's TLS settings for STARTTLS: the web PKI roots and `extra`.
+fn starttls_parameters(
+    host: &str,
+    extra: &[CertificateDer<'static>],
+) -> Result<TlsParameters, TransportError> {
+    let tls_error = |detail: String| TransportError::Tls {
+        host: host.to_owned(),
+        detail,
+    };
+    let mut builder = TlsParameters::builder(host.to_owned());
+    for cert in extra {
+        let cert = Certificate::from_der(cert.to_vec()).map_err(|e| tls_error(e.to_string()))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| tls_error(e.to_string()))
+}
+
+/// Our TLS settings for implicit TLS: the web PKI roots and `extra`, with ring as lettre uses.
+fn implicit_tls(host: &str, extra: &[CertificateDer<'static>]) -> Result<Security, TransportError> {
+    let tls_error = |detail: String| TransportError::Tls {
+        host: host.to_owned(),
+        detail,
+    };
+    let server_name = ServerName::try_from(host.to_owned())
+        .map_err(|_| tls_error("not a valid DNS name or IP address".to_owned()))?;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra {
+        roots
+            .add(cert.clone())
+            .map_err(|e| tls_error(e.to_string()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+    Ok(Security::Implicit {
+        connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+        server_name,
+    })
 }
 
 fn credentials(smtp: &SmtpSettings) -> Option<Credentials> {
@@ -297,21 +516,17 @@ impl Transport {
                 timeout,
             })));
         }
-        let connections = match settings.smtp.tls {
-            TlsMode::None => Connections::Direct(DirectPool::new(&settings.smtp, None)),
-            TlsMode::Starttls => {
-                let tls = tls_parameters(&settings.smtp.host)?;
-                Connections::Direct(DirectPool::new(&settings.smtp, Some(tls)))
-            }
-            TlsMode::Tls => {
-                let pool = build_pool(&settings.smtp, timeout)?;
-                Connections::Lettre(RwLock::new(Arc::new(pool)))
-            }
+        let host = settings.smtp.host.trim();
+        let extra = extra_roots(&settings.smtp)?;
+        let security = match settings.smtp.tls {
+            TlsMode::None => Security::Plain,
+            TlsMode::Starttls => Security::Starttls(starttls_parameters(host, &extra)?),
+            TlsMode::Tls => implicit_tls(host, &extra)?,
         };
         Ok(Transport::Smtp(Arc::new(SmtpRelay {
             settings: settings.smtp.clone(),
             timeout,
-            connections,
+            pool: DirectPool::new(&settings.smtp, security),
         })))
     }
 
@@ -355,90 +570,27 @@ impl Transport {
 
 impl SmtpRelay {
     async fn send_raw(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
-        let timed_out = || {
-            send_error(
+        let pool = &self.pool;
+        match tokio::time::timeout(self.timeout, pool.send_raw(envelope, bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(DirectError::Connect(err))) => Err(send_error(
+                SmtpFailure::Connection,
+                format!("cannot connect to {}:{}: {err}", pool.host, pool.port),
+            )),
+            Ok(Err(DirectError::Tls(detail))) => Err(send_error(
+                SmtpFailure::Tls,
+                format!(
+                    "TLS handshake with {}:{} failed: {detail}",
+                    pool.host, pool.port
+                ),
+            )),
+            Ok(Err(DirectError::Smtp(err))) => Err(send_error(failure_of(&err), err.to_string())),
+            Err(_) => Err(send_error(
                 SmtpFailure::Timeout,
                 format!("no answer from the SMTP server within {:?}", self.timeout),
-            )
-        };
-        match &self.connections {
-            Connections::Direct(pool) => {
-                match tokio::time::timeout(self.timeout, pool.send_raw(envelope, bytes)).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(DirectError::Connect(err))) => Err(send_error(
-                        SmtpFailure::Connection,
-                        format!("cannot connect to {}:{}: {err}", pool.host, pool.port),
-                    )),
-                    Ok(Err(DirectError::Smtp(err))) => {
-                        Err(send_error(failure_of(&err), err.to_string()))
-                    }
-                    Err(_) => Err(timed_out()),
-                }
-            }
-            Connections::Lettre(current) => {
-                let pool = match current.read() {
-                    Ok(current) => Arc::clone(&current),
-                    Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-                };
-                match tokio::time::timeout(self.timeout, pool.send_raw(envelope, bytes)).await {
-                    Ok(Ok(_response)) => Ok(()),
-                    Ok(Err(err)) => Err(send_error(failure_of(&err), err.to_string())),
-                    Err(_) => {
-                        self.replace_pool(current, &pool);
-                        Err(timed_out())
-                    }
-                }
-            }
+            )),
         }
     }
-
-    /// Swaps in a fresh lettre pool unless another send already replaced `stale`.
-    fn replace_pool(
-        &self,
-        current: &RwLock<Arc<AsyncSmtpTransport<Tokio1Executor>>>,
-        stale: &Arc<AsyncSmtpTransport<Tokio1Executor>>,
-    ) {
-        let Ok(fresh) = build_pool(&self.settings, self.timeout) else {
-            return;
-        };
-        let mut current = match current.write() {
-            Ok(current) => current,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if Arc::ptr_eq(&current, stale) {
-            *current = Arc::new(fresh);
-            tracing::debug!("replaced the SMTP connection pool after a timed-out send");
-        }
-    }
-}
-
-fn tls_parameters(host: &str) -> Result<TlsParameters, TransportError> {
-    let host = host.trim().to_owned();
-    TlsParameters::new(host.clone()).map_err(|err| TransportError::Tls {
-        host,
-        detail: err.to_string(),
-    })
-}
-
-/// lettre's own pool, used for implicit TLS.
-fn build_pool(
-    smtp: &SmtpSettings,
-    timeout: Duration,
-) -> Result<AsyncSmtpTransport<Tokio1Executor>, TransportError> {
-    let tls = match smtp.tls {
-        TlsMode::None => Tls::None,
-        TlsMode::Starttls => Tls::Required(tls_parameters(&smtp.host)?),
-        TlsMode::Tls => Tls::Wrapper(tls_parameters(&smtp.host)?),
-    };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.host.trim())
-        .port(smtp.port)
-        .tls(tls)
-        .timeout(Some(timeout))
-        .pool_config(PoolConfig::new().max_size(smtp.pool_size.max(1)));
-    if let Some(credentials) = credentials(smtp) {
-        builder = builder.credentials(credentials);
-    }
-    Ok(builder.build())
 }
 
 /// Sends one message at once with a transport built for it: for the odd message outside the
@@ -515,6 +667,33 @@ mod tests {
             "mailbox ***@b.org full, try ***@d.net"
         );
         assert_eq!(redact_addresses("451 try later"), "451 try later");
+    }
+
+    #[test]
+    fn a_certificate_failure_inside_an_io_error_is_a_tls_error_that_points_at_ca_file() {
+        let cause = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped = io::Error::new(io::ErrorKind::InvalidData, cause);
+
+        let detail = handshake_failure(&wrapped);
+
+        assert!(detail.contains("invalid peer certificate"), "{detail}");
+        assert!(detail.contains("smtp.ca_file"), "{detail}");
+        let reset = io::Error::new(io::ErrorKind::ConnectionReset, "reset by peer");
+        assert_eq!(handshake_failure(&reset), "reset by peer");
+    }
+
+    #[test]
+    fn an_empty_ca_file_setting_adds_no_roots_and_a_missing_file_names_the_setting() {
+        let mut smtp = Settings::defaults().smtp;
+        assert!(extra_roots(&smtp).unwrap().is_empty());
+
+        smtp.ca_file = "/nonexistent/council-digest-ca.pem".to_owned();
+        let err = extra_roots(&smtp).unwrap_err().to_string();
+
+        assert!(
+            err.starts_with("smtp.ca_file: cannot read /nonexistent/council-digest-ca.pem"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
