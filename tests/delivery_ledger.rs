@@ -480,3 +480,69 @@ async fn a_drain_stopped_for_shutdown_finishes_its_sends_and_hands_back_the_rest
         assert_eq!(server.messages().len() as u64, report.sent, "{}", db.label);
     }
 }
+
+#[tokio::test]
+async fn a_group_of_sent_marks_is_written_at_once_with_each_rows_own_values() {
+    for db in fresh_databases(Clock::fixed(t0())).await {
+        db.store.clock().set(t0());
+        let seeded = seed_notices(&db.store, &addresses(4)).await;
+        let now = t0().timestamp();
+        let claimed = ledger::claim_due(&db.store, "w1", 10, now, now + 300)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 4, "{}", db.label);
+        let ids: Vec<i64> = seeded.iter().map(|(_, id)| *id).collect();
+
+        let marks = [
+            ledger::SentMark {
+                id: ids[0],
+                message_id: Some("<a@test>"),
+                sent_at: now + 1,
+            },
+            ledger::SentMark {
+                id: ids[1],
+                message_id: None,
+                sent_at: now + 2,
+            },
+            ledger::SentMark {
+                id: ids[2],
+                message_id: Some("<c@test>"),
+                sent_at: now + 3,
+            },
+        ];
+        ledger::mark_sent_many(&db.store, &marks).await.unwrap();
+        // Marking a row that is already sent again changes nothing.
+        ledger::mark_sent_many(
+            &db.store,
+            &[ledger::SentMark {
+                id: ids[0],
+                message_id: Some("<again@test>"),
+                sent_at: now + 50,
+            }],
+        )
+        .await
+        .unwrap();
+        ledger::mark_sent_many(&db.store, &[]).await.unwrap();
+
+        let expected = [
+            (DeliveryState::Sent, Some(now + 1), Some("<a@test>")),
+            (DeliveryState::Sent, Some(now + 2), None),
+            (DeliveryState::Sent, Some(now + 3), Some("<c@test>")),
+            (DeliveryState::Sending, None, None),
+        ];
+        for (id, (state, sent_at, message_id)) in ids.iter().zip(expected) {
+            let row = record(&db, *id).await;
+            assert_eq!(row.state, state, "{}: delivery {id}", db.label);
+            assert_eq!(row.sent_at, sent_at, "{}: delivery {id}", db.label);
+            let stored: Option<String> =
+                sqlx::query("SELECT message_id FROM deliveries WHERE id = $1")
+                    .bind(*id)
+                    .fetch_one(db.store.pool())
+                    .await
+                    .unwrap()
+                    .try_get("message_id")
+                    .unwrap();
+            assert_eq!(stored.as_deref(), message_id, "{}: delivery {id}", db.label);
+        }
+    }
+}

@@ -206,6 +206,14 @@ pub async fn release_lease(store: &Store, id: i64, worker: &str) -> Result<Recor
     Ok(recorded(done.rows_affected()))
 }
 
+/// A message the server accepted, to be recorded as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentMark<'a> {
+    pub id: i64,
+    pub message_id: Option<&'a str>,
+    pub sent_at: i64,
+}
+
 /// Records that the server accepted the message. This is written whoever holds the lease
 /// now: the message did go out.
 pub async fn mark_sent(
@@ -214,19 +222,66 @@ pub async fn mark_sent(
     message_id: Option<&str>,
     now: i64,
 ) -> Result<(), StoreError> {
+    mark_sent_many(
+        store,
+        &[SentMark {
+            id,
+            message_id,
+            sent_at: now,
+        }],
+    )
+    .await
+}
+
+/// [`mark_sent`] for several messages in one statement, so one write (one transaction, one
+/// round trip) records them all: either every mark is written or none is. Callers keep groups
+/// small (a few hundred marks at most); an empty group writes nothing.
+pub async fn mark_sent_many(store: &Store, marks: &[SentMark<'_>]) -> Result<(), StoreError> {
+    if marks.is_empty() {
+        return Ok(());
+    }
+    // Each mark binds its id three times (sent_at case, message_id case, id list) so that
+    // every placeholder appears once and in order, on both databases.
+    let mut sent_at = String::new();
+    let mut message_id = String::new();
+    let mut ids = Vec::with_capacity(marks.len());
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    for _ in marks {
+        sent_at.push_str(&format!(" WHEN ${} THEN ${}", next(), next()));
+    }
+    for _ in marks {
+        message_id.push_str(&format!(" WHEN ${} THEN ${}", next(), next()));
+    }
+    for _ in marks {
+        ids.push(format!("${}", next()));
+    }
     // One statement is its own transaction on both databases: no BEGIN/COMMIT round trips on
     // the hot path of a send.
-    sqlx::query(
-        "UPDATE deliveries SET state = 'sent', sent_at = $2, lease_until = NULL, \
-         last_error = NULL, message_id = COALESCE($3, message_id) \
-         WHERE id = $1 AND state <> 'sent'",
-    )
-    .bind(id)
-    .bind(now)
-    .bind(message_id)
-    .execute(store.pool())
-    .await
-    .step("mark a delivery sent")?;
+    let sql = format!(
+        "UPDATE deliveries SET state = 'sent', lease_until = NULL, last_error = NULL, \
+         sent_at = CASE id{sent_at} END, \
+         message_id = COALESCE(CASE id{message_id} END, message_id) \
+         WHERE id IN ({}) AND state <> 'sent'",
+        ids.join(", ")
+    );
+    let mut query = sqlx::query(&sql);
+    for mark in marks {
+        query = query.bind(mark.id).bind(mark.sent_at);
+    }
+    for mark in marks {
+        query = query.bind(mark.id).bind(mark.message_id);
+    }
+    for mark in marks {
+        query = query.bind(mark.id);
+    }
+    query
+        .execute(store.pool())
+        .await
+        .step("mark deliveries sent")?;
     Ok(())
 }
 
