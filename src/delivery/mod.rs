@@ -13,6 +13,10 @@
 //! next drain (of any daemon) puts the row back in the queue, so no delivery is lost. The one
 //! window for a duplicate is a message the server accepted just before the process died and
 //! whose `sent` mark was never written: only mail in flight at the kill can go out twice.
+//! Marks of messages accepted at about the same time are written together (`marks`); a worker
+//! still waits for its mark before it sends again, so that window is no wider.
+
+mod marks;
 
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -33,6 +37,7 @@ use crate::settings::{DeliverySettings, Settings};
 use crate::store::ledger::{self, ClaimedDelivery, HardFailure};
 use crate::store::{Store, StoreError};
 use crate::tokens::SigningKey;
+use marks::{SentMarks, group_commit};
 
 /// What one drain did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -235,37 +240,20 @@ impl<'a> Drain<'a> {
     /// finish, claimed messages not yet started go back to the queue, and nothing new is
     /// claimed.
     ///
-    /// Batches are pipelined: while one claimed batch is being sent, the next is claimed and
-    /// rendered (on the blocking threads), so the send rate is not the render rate. At most
-    /// two batches are leased at a time; [`batch_size`] keeps both well inside the lease.
+    /// Claiming, rendering and sending are pipelined: while the senders work through the
+    /// queue, the next batch is claimed and rendered (on the blocking threads), so the send
+    /// rate is not the render rate. At most about two batches are leased at a time (the queue
+    /// and the batch being rendered); [`batch_size`] keeps both well inside the lease.
+    /// Workers whose messages were accepted at about the same time share one write of their
+    /// `sent` marks (see `marks`).
     pub async fn run<R: RenderDelivery>(
         &self,
         render: &R,
         shutdown: Option<&CancellationToken>,
     ) -> Result<DrainReport, DeliveryError> {
-        let limiter = RateLimiter::direct(quota(self.settings));
-        let mut report = DrainReport::default();
-
-        let mut current = self.claim_and_render(render, shutdown).await?;
-        while !current.is_empty() {
-            if shutdown.is_some_and(CancellationToken::is_cancelled) {
-                // Every delivery of the batch is handed back unattempted.
-                self.send_batch(current, &limiter, shutdown, &mut report)
-                    .await;
-                break;
-            }
-            let mut sent = DrainReport::default();
-            let (_, upcoming) = futures::join!(
-                self.send_batch(current, &limiter, shutdown, &mut sent),
-                self.claim_and_render(render, shutdown),
-            );
-            report.sent += sent.sent;
-            report.retrying += sent.retrying;
-            report.failed += sent.failed;
-            report.unrecorded += sent.unrecorded;
-            report.released += sent.released;
-            current = upcoming?;
-        }
+        let (marks, writer) = group_commit(self.store);
+        let (report, ()) = futures::join!(self.run_batches(render, shutdown, marks), writer);
+        let report = report?;
 
         // The delivery job drains every minute; a drain that found nothing due is detail.
         let handled =
@@ -283,6 +271,72 @@ impl<'a> Drain<'a> {
                 "delivery queue drained"
             );
         }
+        Ok(report)
+    }
+
+    /// The drain's pipeline: one side claims and renders batches into a queue of one batch,
+    /// the other sends from that queue over `delivery.workers` concurrent senders, so the
+    /// senders never wait at the end of a batch for the next one. `marks` is dropped when the
+    /// senders are done, which lets the writer of sent marks finish.
+    async fn run_batches<R: RenderDelivery>(
+        &self,
+        render: &R,
+        shutdown: Option<&CancellationToken>,
+        marks: SentMarks<'_>,
+    ) -> Result<DrainReport, DeliveryError> {
+        let limiter = RateLimiter::direct(quota(self.settings));
+        let capacity = usize::try_from(batch_size(self.settings))
+            .unwrap_or(1)
+            .max(1);
+        let (ready, mut queue) = tokio::sync::mpsc::channel::<Prepared>(capacity);
+
+        let produce = async move {
+            loop {
+                let batch = self.claim_and_render(render, shutdown).await?;
+                if batch.is_empty() {
+                    return Ok::<(), DeliveryError>(());
+                }
+                for prepared in batch {
+                    // The senders stop only after the queue is closed, so this cannot fail.
+                    if ready.send(prepared).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let consume = async {
+            let mut report = DrainReport::default();
+            let mut outcomes = futures::stream::poll_fn(|cx| queue.poll_recv(cx))
+                .map(|(delivery, result)| {
+                    let span = tracing::info_span!(
+                        "delivery",
+                        delivery_id = delivery.id,
+                        subscriber_id = delivery.subscriber_id,
+                        attempt = delivery.attempts,
+                    );
+                    self.deliver_one(delivery, result, &limiter, &marks, shutdown)
+                        .instrument(span)
+                })
+                .buffer_unordered(self.settings.workers.max(1));
+            while let Some(outcome) = outcomes.next().await {
+                match outcome {
+                    Ok(Outcome::Sent) => report.sent += 1,
+                    Ok(Outcome::Retrying) => report.retrying += 1,
+                    Ok(Outcome::Failed) => report.failed += 1,
+                    Ok(Outcome::Superseded) => {}
+                    Ok(Outcome::Released) => report.released += 1,
+                    Err(err) => {
+                        report.unrecorded += 1;
+                        tracing::error!(error = %err, "cannot record a delivery's outcome");
+                    }
+                }
+            }
+            drop(outcomes);
+            drop(marks);
+            report
+        };
+        let (produced, report) = futures::join!(produce, consume);
+        produced?;
         Ok(report)
     }
 
@@ -321,47 +375,12 @@ impl<'a> Drain<'a> {
             .collect())
     }
 
-    /// Sends a rendered batch over `delivery.workers` concurrent senders and counts the
-    /// outcomes into `report`.
-    async fn send_batch(
-        &self,
-        batch: Vec<Prepared>,
-        limiter: &governor::DefaultDirectRateLimiter,
-        shutdown: Option<&CancellationToken>,
-        report: &mut DrainReport,
-    ) {
-        let mut outcomes = futures::stream::iter(batch)
-            .map(|(delivery, result)| {
-                let span = tracing::info_span!(
-                    "delivery",
-                    delivery_id = delivery.id,
-                    subscriber_id = delivery.subscriber_id,
-                    attempt = delivery.attempts,
-                );
-                self.deliver_one(delivery, result, limiter, shutdown)
-                    .instrument(span)
-            })
-            .buffer_unordered(self.settings.workers.max(1));
-        while let Some(outcome) = outcomes.next().await {
-            match outcome {
-                Ok(Outcome::Sent) => report.sent += 1,
-                Ok(Outcome::Retrying) => report.retrying += 1,
-                Ok(Outcome::Failed) => report.failed += 1,
-                Ok(Outcome::Superseded) => {}
-                Ok(Outcome::Released) => report.released += 1,
-                Err(err) => {
-                    report.unrecorded += 1;
-                    tracing::error!(error = %err, "cannot record a delivery's outcome");
-                }
-            }
-        }
-    }
-
     async fn deliver_one(
         &self,
         delivery: ClaimedDelivery,
         rendered: Option<Result<Rendered, RenderFailure>>,
         limiter: &governor::DefaultDirectRateLimiter,
+        marks: &SentMarks<'_>,
         shutdown: Option<&CancellationToken>,
     ) -> Result<Outcome, StoreError> {
         if shutdown.is_some_and(CancellationToken::is_cancelled) {
@@ -400,8 +419,7 @@ impl<'a> Drain<'a> {
         match self.transport.send(&rendered.message).await {
             Ok(()) => {
                 let now = self.store.clock().now_ts();
-                ledger::mark_sent(self.store, delivery.id, rendered.message_id.as_deref(), now)
-                    .await?;
+                marks.record(delivery.id, rendered.message_id, now).await?;
                 tracing::debug!("delivery sent");
                 Ok(Outcome::Sent)
             }
