@@ -22,11 +22,16 @@
 //! company CA). A certificate that fails that check fails the send as a transient TLS failure;
 //! a `smtp.ca_file` that cannot be read or holds no certificate stops [`Transport::from_settings`].
 //!
-//! Connections the server closed are not reused: a parked connection is tested (NOOP) before
-//! it is lent, and one that failed or was cut short by the timeout is dropped, never parked.
+//! Connections the server closed are not reused. Before a parked connection is lent, its
+//! socket is peeked (through a second handle on it, without reading): a quiet socket is lent
+//! at once; one the server closed, or wrote to unasked (a 421 before closing, a TLS alert), is
+//! tested with NOOP and replaced if that fails. A NOOP on every reuse would add a round trip to
+//! every message. A connection that failed or was cut short by the timeout is dropped, never
+//! parked.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -193,7 +198,23 @@ struct DirectPool {
     credentials: Option<Credentials>,
     hello: ClientId,
     slots: tokio::sync::Semaphore,
-    idle: std::sync::Mutex<Vec<AsyncSmtpConnection>>,
+    idle: std::sync::Mutex<Vec<Pooled>>,
+}
+
+/// An open connection and a second handle on its socket, for peeking at it while it is parked.
+/// Both are dropped together, so the socket closes with the connection.
+struct Pooled {
+    conn: AsyncSmtpConnection,
+    socket: std::net::TcpStream,
+}
+
+impl Pooled {
+    /// Whether the server has neither closed the connection nor sent anything since the last
+    /// reply: a peek that would block. Costs a system call, not a round trip.
+    fn is_quiet(&self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.socket.peek(&mut byte), Err(err) if err.kind() == io::ErrorKind::WouldBlock)
+    }
 }
 
 /// How a new connection is secured (`smtp.tls`).
@@ -233,49 +254,55 @@ impl DirectPool {
     /// dropped midway drops its connection with it.
     async fn send_raw(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), DirectError> {
         let _slot = self.slots.acquire().await;
-        let mut conn = match self.take_idle() {
+        let mut pooled = match self.take_idle() {
+            Some(parked) if parked.is_quiet() => parked,
             Some(mut parked) => {
-                if parked.test_connected().await {
+                if parked.conn.test_connected().await {
                     parked
                 } else {
-                    parked.abort().await;
+                    parked.conn.abort().await;
                     self.connect().await?
                 }
             }
             None => self.connect().await?,
         };
-        match conn.send(envelope, bytes).await {
-            Ok(_response) if !conn.has_broken() => {
-                self.park(conn);
+        match pooled.conn.send(envelope, bytes).await {
+            Ok(_response) if !pooled.conn.has_broken() => {
+                self.park(pooled);
                 Ok(())
             }
             Ok(_response) => Ok(()),
             Err(err) => {
-                conn.abort().await;
+                pooled.conn.abort().await;
                 Err(DirectError::Smtp(err))
             }
         }
     }
 
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    fn take_idle(&self) -> Option<Pooled> {
         match self.idle.lock() {
             Ok(mut idle) => idle.pop(),
             Err(poisoned) => poisoned.into_inner().pop(),
         }
     }
 
-    fn park(&self, conn: AsyncSmtpConnection) {
+    fn park(&self, conn: Pooled) {
         match self.idle.lock() {
             Ok(mut idle) => idle.push(conn),
             Err(poisoned) => poisoned.into_inner().push(conn),
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, DirectError> {
+    async fn connect(&self) -> Result<Pooled, DirectError> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(DirectError::Connect)?;
         tcp.set_nodelay(true).map_err(DirectError::Connect)?;
+        let socket = tcp
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::net::TcpStream::from)
+            .map_err(DirectError::Connect)?;
 
         let stream: Box<dyn AsyncTokioStream> = match &self.security {
             Security::Implicit {
@@ -308,7 +335,7 @@ impl DirectPool {
                 .await
                 .map_err(DirectError::Smtp)?;
         }
-        Ok(conn)
+        Ok(Pooled { conn, socket })
     }
 }
 
