@@ -11,9 +11,10 @@
 //! BENCH_SIZES=2000 cargo bench --bench delivery
 //! ```
 //!
-//! `BENCH_CONNECTIONS` sets the SMTP connections (workers and pool size; default 8). The
-//! database is a SQLite file in a temporary folder. Results are printed as a table for
-//! BENCHMARKS.md.
+//! `BENCH_CONNECTIONS` sets the SMTP connections (`smtp.pool_size`, and smtp-source's sessions;
+//! default 8) and `BENCH_WORKERS` the concurrent senders (`delivery.workers`; default twice the
+//! connections, so that connections stay busy while sent marks are written). The database is
+//! a SQLite file in a temporary folder. Results are printed as a table for BENCHMARKS.md.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -87,12 +88,12 @@ fn main() {
     println!(
         "| subscribers | councils | build /s | render /s | build+render /s | send /s \
          (render+SMTP+ledger) | SMTP alone /s | smtp-source /s | ratio | message bytes | connections | \
-         peak RSS MB |"
+         workers | peak RSS MB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {:.0} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {:.0} |",
             r["subscribers"],
             r["councils"],
             r["build_per_s"].as_f64().unwrap_or(0.0),
@@ -104,6 +105,7 @@ fn main() {
             r["ratio"].as_f64().unwrap_or(0.0),
             r["message_bytes"],
             r["connections"],
+            r["workers"],
             r["peak_rss_mb"].as_f64().unwrap_or(0.0),
         );
     }
@@ -151,7 +153,11 @@ async fn run_one(size: usize) -> serde_json::Value {
         .unwrap_or(8);
     let dir = tempfile::tempdir().expect("a temporary folder");
     let sink = Sink::start();
-    let settings = bench_settings(dir.path(), sink.addr.port(), connections);
+    let workers: usize = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(2 * connections as usize);
+    let settings = bench_settings(dir.path(), sink.addr.port(), connections, workers);
     // Monday 9 February 2026, 07:00 in London: the weekly run.
     let now = UK_ZONE
         .with_ymd_and_hms(2026, 2, 9, 7, 0, 0)
@@ -287,18 +293,19 @@ async fn run_one(size: usize) -> serde_json::Value {
         "ratio": send_per_s / source_per_s,
         "message_bytes": message_bytes,
         "connections": connections,
+        "workers": workers,
         "peak_rss_mb": peak_rss_kb() as f64 / 1024.0,
     })
 }
 
-fn bench_settings(dir: &Path, port: u16, connections: u32) -> Settings {
+fn bench_settings(dir: &Path, port: u16, connections: u32, workers: usize) -> Settings {
     let mut settings = Settings::defaults();
     settings.smtp.host = "127.0.0.1".to_owned();
     settings.smtp.port = port;
     settings.smtp.tls = TlsMode::None;
     settings.smtp.pool_size = connections;
     settings.smtp.timeout_seconds = 30;
-    settings.delivery.workers = connections as usize;
+    settings.delivery.workers = workers;
     settings.delivery.rate_per_second = 1_000_000.0;
     settings.delivery.lease_seconds = 300;
     settings.digest.send_when_all_limited = true;
