@@ -204,6 +204,10 @@ async fn a_claimed_batch_renders_each_delivery_as_rendering_it_alone_does() {
             // the two Bath-only subscribers share one.
             assert!(renderer.shared().splicable(), "{}", db.label);
             assert_eq!(renderer.shared().len(), 3, "{}", db.label);
+            // Both bodies of each (lettre would encode them as quoted-printable)
+            // are encoded once and spliced for each recipient, and the messages above match
+            // those lettre encodes alone.
+            assert_eq!(renderer.shared().encoded_bodies(), 6, "{}", db.label);
         }
 
         // The subscriber with two councils gets both, and Bath's moved meeting is marked.

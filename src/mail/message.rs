@@ -16,7 +16,7 @@ use lettre::message::dkim::{
     DkimSigningKey,
 };
 use lettre::message::header::{Header, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Body, Mailbox, MultiPart};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -26,7 +26,8 @@ use crate::digest::contents::{DigestContents, DigestRecord, SharedSection};
 use crate::digest::view::{DigestLinks, digest_view};
 use crate::domain::EmailAddress;
 use crate::mail::MailError;
-use crate::mail::templates::{MailTemplate, RenderedParts, Renderer, escape_html};
+use crate::mail::body::{SplicedBody, crlf_line_endings, lettre_chooses_quoted_printable};
+use crate::mail::templates::{MailTemplate, RenderedParts, Renderer, SharedRendering, escape_html};
 use crate::settings::Settings;
 use crate::store::councils::Council;
 use crate::store::ledger::ClaimedDelivery;
@@ -303,11 +304,29 @@ pub struct RenderedMessage {
     pub message_id: String,
 }
 
+/// A message's subject and its two bodies, each as text for lettre to encode or already
+/// encoded.
+struct MessageParts {
+    subject: String,
+    text: Body,
+    html: Body,
+}
+
+impl From<RenderedParts> for MessageParts {
+    fn from(parts: RenderedParts) -> MessageParts {
+        MessageParts {
+            subject: parts.subject,
+            text: Body::new(crlf_line_endings(parts.text)),
+            html: Body::new(crlf_line_endings(parts.html)),
+        }
+    }
+}
+
 /// Puts rendered parts into a message with the standard headers.
 fn assemble(
     ctx: &MailContext,
     to: &EmailAddress,
-    parts: RenderedParts,
+    parts: impl Into<MessageParts>,
     message_id: &str,
     unsubscribe_for: Option<i64>,
 ) -> Result<Message, MailError> {
@@ -315,6 +334,7 @@ fn assemble(
         field: "recipient",
         detail: format!("{err}"),
     })?;
+    let parts = parts.into();
     let mut builder = Message::builder()
         .from(ctx.from.clone())
         .to(recipient)
@@ -802,6 +822,7 @@ fn render_digest_delivery(
 }
 
 /// The stand-ins rendered in place of a recipient's own links in a shared rendering.
+const STAND_IN_START: char = '\u{2}';
 const STAND_IN_UNSUBSCRIBE: &str = "\u{2}unsubscribe-url\u{3}";
 const STAND_IN_PREFERENCES: &str = "\u{2}preferences-url\u{3}";
 const STAND_IN_WEB_VIEW: &str = "\u{2}web-view-url\u{3}";
@@ -819,7 +840,7 @@ fn shared_digest_parts(
     record: &DigestRecord,
     sections: &[&(String, SharedSection)],
     links: DigestLinks,
-) -> Result<RenderedParts, MailError> {
+) -> Result<MessageParts, MailError> {
     let contents = || {
         let shared = sections
             .iter()
@@ -833,31 +854,82 @@ fn shared_digest_parts(
         .then(|| shared_render_key(ctx, record, sections))
         .flatten();
     let Some(key) = key else {
-        return renderer.render(MailTemplate::Digest, &digest_view(&contents(), links));
+        let own = renderer.render(MailTemplate::Digest, &digest_view(&contents(), links))?;
+        return Ok(own.into());
     };
-    if let Some(stand_in) = shared.get(&key) {
-        return Ok(put_links_in(&stand_in, &links));
+    if let Some(rendering) = shared.get(&key) {
+        return Ok(spliced_parts(&rendering, &links));
     }
 
     let contents = contents();
-    let own = renderer.render(MailTemplate::Digest, &digest_view(&contents, links.clone()))?;
+    let own =
+        with_crlf(renderer.render(MailTemplate::Digest, &digest_view(&contents, links.clone()))?);
     let stand_in_links = DigestLinks {
         unsubscribe_url: STAND_IN_UNSUBSCRIBE.to_owned(),
         preferences_url: STAND_IN_PREFERENCES.to_owned(),
         web_view_url: Some(STAND_IN_WEB_VIEW.to_owned()),
         base_url: links.base_url.clone(),
     };
-    let stand_in = renderer.render(
+    let stand_in = with_crlf(renderer.render(
         MailTemplate::Digest,
         &digest_view(&contents, stand_in_links),
-    )?;
+    )?);
     if put_links_in(&stand_in, &links) == own {
-        shared.insert(key, stand_in);
+        shared.insert(key, shared_rendering(stand_in, &own, &links));
     } else {
         tracing::warn!("the digest templates use links in a way renderings cannot share");
         shared.mark_unsplicable();
     }
-    Ok(own)
+    Ok(own.into())
+}
+
+fn with_crlf(parts: RenderedParts) -> RenderedParts {
+    RenderedParts {
+        subject: parts.subject,
+        text: crlf_line_endings(parts.text),
+        html: crlf_line_endings(parts.html),
+    }
+}
+
+/// A shared rendering of `stand_in`, with each body encoded once where lettre would encode it
+/// as quoted-printable and where the spliced encoding gives exactly lettre's bytes for `own`
+/// (a real recipient's rendering, with `links`).
+fn shared_rendering(
+    stand_in: RenderedParts,
+    own: &RenderedParts,
+    links: &DigestLinks,
+) -> SharedRendering {
+    let spliced = |stand_in: &str, own: &str, html: bool| {
+        if !lettre_chooses_quoted_printable(own) {
+            return None;
+        }
+        let body = SplicedBody::new(stand_in, has_stand_in);
+        let filled = body.body(|line| fill_links(line, links, html)).into_vec();
+        if filled == Body::new(own.to_owned()).into_vec() {
+            Some(body)
+        } else {
+            tracing::debug!("a spliced body differs from lettre's encoding; not used");
+            None
+        }
+    };
+    SharedRendering {
+        text: spliced(&stand_in.text, &own.text, false),
+        html: spliced(&stand_in.html, &own.html, true),
+        parts: stand_in,
+    }
+}
+
+/// One recipient's message parts from a shared rendering.
+fn spliced_parts(rendering: &SharedRendering, links: &DigestLinks) -> MessageParts {
+    let body = |spliced: &Option<SplicedBody>, text: &str, html: bool| match spliced {
+        Some(spliced) => spliced.body(|line| fill_links(line, links, html)),
+        None => Body::new(fill_links(text, links, html)),
+    };
+    MessageParts {
+        subject: fill_links(&rendering.parts.subject, links, false),
+        text: body(&rendering.text, &rendering.parts.text, false),
+        html: body(&rendering.html, &rendering.parts.html, true),
+    }
 }
 
 /// Everything a digest's rendering depends on besides the recipient's links: the sender's
@@ -885,23 +957,34 @@ fn shared_render_key(
     .ok()
 }
 
+fn has_stand_in(text: &str) -> bool {
+    text.contains(STAND_IN_START)
+}
+
+/// `text` with one recipient's links in place of the stand-ins, escaped for HTML when `html`.
+fn fill_links(text: &str, links: &DigestLinks, html: bool) -> String {
+    if !has_stand_in(text) {
+        return text.to_owned();
+    }
+    let web_view = links.web_view_url.as_deref().unwrap_or_default();
+    let link = |url: &str| {
+        if html {
+            escape_html(url)
+        } else {
+            url.to_owned()
+        }
+    };
+    text.replace(STAND_IN_UNSUBSCRIBE, &link(&links.unsubscribe_url))
+        .replace(STAND_IN_PREFERENCES, &link(&links.preferences_url))
+        .replace(STAND_IN_WEB_VIEW, &link(web_view))
+}
+
 /// A shared rendering with one recipient's links in place of the stand-ins.
 fn put_links_in(stand_in: &RenderedParts, links: &DigestLinks) -> RenderedParts {
-    let web_view = links.web_view_url.as_deref().unwrap_or_default();
-    let raw = |text: &str| {
-        text.replace(STAND_IN_UNSUBSCRIBE, &links.unsubscribe_url)
-            .replace(STAND_IN_PREFERENCES, &links.preferences_url)
-            .replace(STAND_IN_WEB_VIEW, web_view)
-    };
-    let html = stand_in
-        .html
-        .replace(STAND_IN_UNSUBSCRIBE, &escape_html(&links.unsubscribe_url))
-        .replace(STAND_IN_PREFERENCES, &escape_html(&links.preferences_url))
-        .replace(STAND_IN_WEB_VIEW, &escape_html(web_view));
     RenderedParts {
-        subject: raw(&stand_in.subject),
-        text: raw(&stand_in.text),
-        html,
+        subject: fill_links(&stand_in.subject, links, false),
+        text: fill_links(&stand_in.text, links, false),
+        html: fill_links(&stand_in.html, links, true),
     }
 }
 

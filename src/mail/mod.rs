@@ -2,8 +2,10 @@
 //! them (SMTP or .eml files).
 //!
 //! `templates` compiles the text and HTML templates once; `message` turns a view model or a
-//! queued delivery into a `lettre::Message` with the list headers mail clients expect.
+//! queued delivery into a `lettre::Message` with the list headers mail clients expect; `body`
+//! encodes bodies once for the many recipients of a shared rendering.
 
+pub mod body;
 pub mod message;
 pub mod templates;
 pub mod transport;

@@ -17,6 +17,7 @@ use handlebars::Handlebars;
 use serde::Serialize;
 
 use crate::mail::MailError;
+use crate::mail::body::SplicedBody;
 use crate::settings::Settings;
 
 /// A message the service sends.
@@ -160,9 +161,26 @@ pub struct SharedRenders {
     inner: Mutex<SharedRendersInner>,
 }
 
+/// One shared rendering: the parts with stand-ins for the links, and the bodies encoded once
+/// where lettre would encode them as quoted-printable (`None`: left to lettre per recipient).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedRendering {
+    pub parts: RenderedParts,
+    pub text: Option<SplicedBody>,
+    pub html: Option<SplicedBody>,
+}
+
+impl SharedRendering {
+    fn bytes(&self) -> usize {
+        let parts = self.parts.subject.len() + self.parts.text.len() + self.parts.html.len();
+        let spliced = |body: &Option<SplicedBody>| body.as_ref().map_or(0, SplicedBody::len);
+        parts + spliced(&self.text) + spliced(&self.html)
+    }
+}
+
 #[derive(Default)]
 struct SharedRendersInner {
-    parts: HashMap<String, Arc<RenderedParts>>,
+    parts: HashMap<String, Arc<SharedRendering>>,
     bytes: usize,
     /// Set when a template was found to use a link other than by printing it, so that the
     /// stand-ins cannot be swapped for the real links: every message is then rendered alone.
@@ -207,21 +225,30 @@ impl SharedRenders {
         self.len() == 0
     }
 
-    pub fn get(&self, key: &str) -> Option<Arc<RenderedParts>> {
+    /// How many bodies of the kept renderings are encoded once for all their recipients.
+    pub fn encoded_bodies(&self) -> usize {
+        self.lock()
+            .parts
+            .values()
+            .map(|r| usize::from(r.text.is_some()) + usize::from(r.html.is_some()))
+            .sum()
+    }
+
+    pub fn get(&self, key: &str) -> Option<Arc<SharedRendering>> {
         self.lock().parts.get(key).cloned()
     }
 
-    pub fn insert(&self, key: String, parts: RenderedParts) {
-        let size = key.len() + parts.subject.len() + parts.text.len() + parts.html.len();
+    pub fn insert(&self, key: String, rendering: SharedRendering) {
+        let key_size = key.len();
+        let size = key_size + rendering.bytes();
         let mut inner = self.lock();
         if inner.bytes + size > SHARED_RENDERS_BYTES {
             inner.parts.clear();
             inner.bytes = 0;
         }
         inner.bytes += size;
-        if let Some(old) = inner.parts.insert(key, Arc::new(parts)) {
-            let old_size = old.subject.len() + old.text.len() + old.html.len();
-            inner.bytes = inner.bytes.saturating_sub(old_size);
+        if let Some(old) = inner.parts.insert(key, Arc::new(rendering)) {
+            inner.bytes = inner.bytes.saturating_sub(key_size + old.bytes());
         }
     }
 }
