@@ -31,18 +31,23 @@ struct Pending {
 
 /// The workers' end of the group commit. When every handle is dropped the writer writes what
 /// is left and finishes.
-pub(super) struct SentMarks<'a> {
-    store: &'a Store,
+#[derive(Clone)]
+pub(super) struct SentMarks {
+    store: Store,
     queue: mpsc::Sender<Pending>,
 }
 
 /// A handle for the workers and the writer to run beside them (until the handle is dropped).
-pub(super) fn group_commit(store: &Store) -> (SentMarks<'_>, impl Future<Output = ()> + '_) {
+pub(super) fn group_commit(store: &Store) -> (SentMarks, impl Future<Output = ()> + '_) {
     let (queue, pending) = mpsc::channel(MAX_GROUP);
-    (SentMarks { store, queue }, write_groups(store, pending))
+    let marks = SentMarks {
+        store: store.clone(),
+        queue,
+    };
+    (marks, write_groups(store, pending))
 }
 
-impl SentMarks<'_> {
+impl SentMarks {
     /// Records that the server accepted delivery `id`, and returns once that is written.
     pub(super) async fn record(
         &self,
@@ -69,7 +74,7 @@ impl SentMarks<'_> {
             // No writer is running: write this mark alone.
             Err(mpsc::error::SendError(pending)) => {
                 ledger::mark_sent(
-                    self.store,
+                    &self.store,
                     pending.id,
                     pending.message_id.as_deref(),
                     pending.sent_at,

@@ -20,9 +20,9 @@ mod marks;
 
 use std::future::Future;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use governor::{Quota, RateLimiter};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -282,13 +282,23 @@ impl<'a> Drain<'a> {
         &self,
         render: &R,
         shutdown: Option<&CancellationToken>,
-        marks: SentMarks<'_>,
+        marks: SentMarks,
     ) -> Result<DrainReport, DeliveryError> {
-        let limiter = RateLimiter::direct(quota(self.settings));
         let capacity = usize::try_from(batch_size(self.settings))
             .unwrap_or(1)
             .max(1);
         let (ready, mut queue) = tokio::sync::mpsc::channel::<Prepared>(capacity);
+        let senders = Arc::new(Senders {
+            store: self.store.clone(),
+            settings: self.settings.clone(),
+            transport: self.transport.clone(),
+            worker: self.worker.clone(),
+            limiter: RateLimiter::direct(quota(self.settings)),
+            marks,
+            // A drain without a shutdown token never stops early: its own token is never
+            // cancelled.
+            shutdown: shutdown.cloned().unwrap_or_default(),
+        });
 
         let produce = async move {
             loop {
@@ -304,35 +314,34 @@ impl<'a> Drain<'a> {
                 }
             }
         };
-        let consume = async {
+        let consume = async move {
             let mut report = DrainReport::default();
-            let mut outcomes = futures::stream::poll_fn(|cx| queue.poll_recv(cx))
-                .map(|(delivery, result)| {
-                    let span = tracing::info_span!(
-                        "delivery",
-                        delivery_id = delivery.id,
-                        subscriber_id = delivery.subscriber_id,
-                        attempt = delivery.attempts,
-                    );
-                    self.deliver_one(delivery, result, &limiter, &marks, shutdown)
-                        .instrument(span)
-                })
-                .buffer_unordered(self.settings.workers.max(1));
-            while let Some(outcome) = outcomes.next().await {
-                match outcome {
-                    Ok(Outcome::Sent) => report.sent += 1,
-                    Ok(Outcome::Retrying) => report.retrying += 1,
-                    Ok(Outcome::Failed) => report.failed += 1,
-                    Ok(Outcome::Superseded) => {}
-                    Ok(Outcome::Released) => report.released += 1,
-                    Err(err) => {
-                        report.unrecorded += 1;
-                        tracing::error!(error = %err, "cannot record a delivery's outcome");
+            let mut running = tokio::task::JoinSet::new();
+            let workers = self.settings.workers.max(1);
+            loop {
+                if running.len() >= workers {
+                    if let Some(done) = running.join_next().await {
+                        count_outcome(&mut report, done);
                     }
+                    continue;
                 }
+                let Some((delivery, result)) = queue.recv().await else {
+                    break;
+                };
+                let span = tracing::info_span!(
+                    "delivery",
+                    delivery_id = delivery.id,
+                    subscriber_id = delivery.subscriber_id,
+                    attempt = delivery.attempts,
+                );
+                let sender = Arc::clone(&senders);
+                running.spawn(sender.deliver_one(delivery, result).instrument(span));
             }
-            drop(outcomes);
-            drop(marks);
+            while let Some(done) = running.join_next().await {
+                count_outcome(&mut report, done);
+            }
+            // The last handle on the sent marks goes with `senders`, so the writer finishes.
+            drop(senders);
             report
         };
         let (produced, report) = futures::join!(produce, consume);
@@ -374,17 +383,30 @@ impl<'a> Drain<'a> {
             })
             .collect())
     }
+}
 
+/// What the sender tasks share, owned, so that sends run as tasks on every runtime thread
+/// while the drain's own task claims and renders.
+struct Senders {
+    store: Store,
+    settings: DeliverySettings,
+    transport: Transport,
+    worker: String,
+    limiter: governor::DefaultDirectRateLimiter,
+    marks: SentMarks,
+    shutdown: CancellationToken,
+}
+
+impl Senders {
+    /// Sends one claimed delivery (or hands it back, when the drain is stopping) and records
+    /// what happened.
     async fn deliver_one(
-        &self,
+        self: Arc<Self>,
         delivery: ClaimedDelivery,
         rendered: Option<Result<Rendered, RenderFailure>>,
-        limiter: &governor::DefaultDirectRateLimiter,
-        marks: &SentMarks<'_>,
-        shutdown: Option<&CancellationToken>,
     ) -> Result<Outcome, StoreError> {
-        if shutdown.is_some_and(CancellationToken::is_cancelled) {
-            ledger::release_lease(self.store, delivery.id, &self.worker).await?;
+        if self.shutdown.is_cancelled() {
+            ledger::release_lease(&self.store, delivery.id, &self.worker).await?;
             return Ok(Outcome::Released);
         }
         if delivery.suppressed {
@@ -415,11 +437,13 @@ impl<'a> Drain<'a> {
             }
         };
 
-        limiter.until_ready().await;
+        self.limiter.until_ready().await;
         match self.transport.send(&rendered.message).await {
             Ok(()) => {
                 let now = self.store.clock().now_ts();
-                marks.record(delivery.id, rendered.message_id, now).await?;
+                self.marks
+                    .record(delivery.id, rendered.message_id, now)
+                    .await?;
                 tracing::debug!("delivery sent");
                 Ok(Outcome::Sent)
             }
@@ -446,7 +470,7 @@ impl<'a> Drain<'a> {
         );
         let next_attempt_at = self.store.clock().now_ts() + delay;
         let recorded = ledger::mark_retrying(
-            self.store,
+            &self.store,
             delivery.id,
             &self.worker,
             next_attempt_at,
@@ -478,7 +502,7 @@ impl<'a> Drain<'a> {
             None
         };
         let (recorded, hard) = ledger::mark_failed(
-            self.store,
+            &self.store,
             delivery.id,
             &self.worker,
             detail,
@@ -498,6 +522,28 @@ impl<'a> Drain<'a> {
             ledger::Recorded::Recorded => Outcome::Failed,
             ledger::Recorded::Superseded => Outcome::Superseded,
         })
+    }
+}
+
+/// Adds one sender task's outcome to the report.
+fn count_outcome(
+    report: &mut DrainReport,
+    done: Result<Result<Outcome, StoreError>, tokio::task::JoinError>,
+) {
+    match done {
+        Ok(Ok(Outcome::Sent)) => report.sent += 1,
+        Ok(Ok(Outcome::Retrying)) => report.retrying += 1,
+        Ok(Ok(Outcome::Failed)) => report.failed += 1,
+        Ok(Ok(Outcome::Superseded)) => {}
+        Ok(Ok(Outcome::Released)) => report.released += 1,
+        Ok(Err(err)) => {
+            report.unrecorded += 1;
+            tracing::error!(error = %err, "cannot record a delivery's outcome");
+        }
+        Err(err) => {
+            report.unrecorded += 1;
+            tracing::error!(error = %err, "a send stopped before its outcome was recorded");
+        }
     }
 }
 
