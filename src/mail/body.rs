@@ -115,15 +115,15 @@ impl SplicedBody {
     }
 }
 
-/// Whether lettre would encode `text` as quoted-printable (the only encoding a
-/// [`SplicedBody`] stands in for).
-pub fn lettre_chooses_quoted_printable(text: &str) -> bool {
-    Body::new(text.to_owned()).encoding() == ContentTransferEncoding::QuotedPrintable
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether lettre encodes `text` as quoted-printable (the only encoding a [`SplicedBody`]
+    /// stands in for).
+    fn lettre_chooses_quoted_printable(text: &str) -> bool {
+        Body::new(text.to_owned()).encoding() == ContentTransferEncoding::QuotedPrintable
+    }
 
     #[test]
     fn bare_line_feeds_become_crlf_and_existing_crlfs_are_kept() {

@@ -15,7 +15,7 @@ use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
     DkimSigningKey,
 };
-use lettre::message::header::{Header, HeaderName, HeaderValue};
+use lettre::message::header::{ContentTransferEncoding, Header, HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -26,7 +26,7 @@ use crate::digest::contents::{DigestContents, DigestRecord, SharedSection};
 use crate::digest::view::{DigestLinks, digest_view};
 use crate::domain::EmailAddress;
 use crate::mail::MailError;
-use crate::mail::body::{SplicedBody, crlf_line_endings, lettre_chooses_quoted_printable};
+use crate::mail::body::{SplicedBody, crlf_line_endings};
 use crate::mail::templates::{MailTemplate, RenderedParts, Renderer, SharedRendering, escape_html};
 use crate::settings::Settings;
 use crate::store::councils::Council;
@@ -874,13 +874,15 @@ fn shared_digest_parts(
         MailTemplate::Digest,
         &digest_view(&contents, stand_in_links),
     )?);
-    if put_links_in(&stand_in, &links) == own {
+    let splicable = put_links_in(&stand_in, &links) == own;
+    let own = MessageParts::from(own);
+    if splicable {
         shared.insert(key, shared_rendering(stand_in, &own, &links));
     } else {
         tracing::warn!("the digest templates use links in a way renderings cannot share");
         shared.mark_unsplicable();
     }
-    Ok(own.into())
+    Ok(own)
 }
 
 fn with_crlf(parts: RenderedParts) -> RenderedParts {
@@ -891,21 +893,21 @@ fn with_crlf(parts: RenderedParts) -> RenderedParts {
     }
 }
 
-/// A shared rendering of `stand_in`, with each body encoded once where lettre would encode it
-/// as quoted-printable and where the spliced encoding gives exactly lettre's bytes for `own`
-/// (a real recipient's rendering, with `links`).
+/// A shared rendering of `stand_in`, with each body encoded once where lettre encoded `own` (a
+/// real recipient's message, with `links`) as quoted-printable and where the spliced encoding
+/// gives exactly lettre's bytes for it.
 fn shared_rendering(
     stand_in: RenderedParts,
-    own: &RenderedParts,
+    own: &MessageParts,
     links: &DigestLinks,
 ) -> SharedRendering {
-    let spliced = |stand_in: &str, own: &str, html: bool| {
-        if !lettre_chooses_quoted_printable(own) {
+    let spliced = |stand_in: &str, own: &Body, html: bool| {
+        if own.encoding() != ContentTransferEncoding::QuotedPrintable {
             return None;
         }
         let body = SplicedBody::new(stand_in, has_stand_in);
-        let filled = body.body(|line| fill_links(line, links, html)).into_vec();
-        if filled == Body::new(own.to_owned()).into_vec() {
+        let filled = body.body(|line| fill_links(line, links, html));
+        if filled.as_ref() == own.as_ref() {
             Some(body)
         } else {
             tracing::debug!("a spliced body differs from lettre's encoding; not used");
