@@ -270,3 +270,76 @@ async fn messages_on_one_pooled_connection_do_not_wait_for_delayed_acks() {
         "one connection (besides the start probe)"
     );
 }
+
+/// What the server stored for its one message, without the CRLF it keeps from the end of DATA,
+/// compared byte for byte with what lettre formatted.
+async fn assert_received_as_formatted(server: &SmtpServer, sent: &lettre::Message) {
+    server.wait_for_async(1, Duration::from_secs(5)).await;
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    let formatted = sent.formatted();
+    let data = received[0]
+        .data
+        .strip_suffix(b"\r\n")
+        .unwrap_or(&received[0].data);
+    assert!(
+        data == &formatted[..],
+        "the server got {} bytes, the client formatted {}; first difference at byte {:?}",
+        data.len(),
+        formatted.len(),
+        data.iter().zip(&formatted).position(|(a, b)| a != b)
+    );
+}
+
+#[tokio::test]
+async fn lines_that_start_with_a_dot_arrive_intact_for_every_recipient() {
+    let server = SmtpServer::start(FaultMode::Accept);
+    let transport = Transport::from_settings(&smtp_settings(&server, 5)).unwrap();
+    let body = ".\r\n..two dots\r\n.one dot\r\nA line. With dots.\r\n.\r\n".repeat(50);
+    let mail = lettre::Message::builder()
+        .from("Council Digest <digest@example.org>".parse().unwrap())
+        .to("reader@example.org".parse().unwrap())
+        .cc("clerk@example.org".parse().unwrap())
+        .subject("Dots")
+        .body(body)
+        .unwrap();
+    assert!(
+        mail.formatted().is_ascii(),
+        "a 7-bit message takes the common path"
+    );
+
+    transport.send(&mail).await.unwrap();
+
+    assert_received_as_formatted(&server, &mail).await;
+    let received = server.received();
+    assert_eq!(
+        received[0].rcpt_tos,
+        vec![
+            "reader@example.org".to_owned(),
+            "clerk@example.org".to_owned()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_eight_bit_message_is_sent_with_8bitmime_and_arrives_intact() {
+    use lettre::message::header::ContentTransferEncoding;
+    let server = SmtpServer::start(FaultMode::Accept);
+    let transport = Transport::from_settings(&smtp_settings(&server, 5)).unwrap();
+    let body = lettre::message::Body::new_with_encoding(
+        "Café Royal, Llandudno: the licensing sub-committee meets.\r\n.\r\n".to_owned(),
+        ContentTransferEncoding::EightBit,
+    )
+    .unwrap();
+    let mail = lettre::Message::builder()
+        .from("Council Digest <digest@example.org>".parse().unwrap())
+        .to("reader@example.org".parse().unwrap())
+        .subject("Eight bits")
+        .body(body)
+        .unwrap();
+    assert!(!mail.formatted().is_ascii());
+
+    transport.send(&mail).await.unwrap();
+
+    assert_received_as_formatted(&server, &mail).await;
+}

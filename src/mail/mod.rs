@@ -7,6 +7,7 @@
 
 pub mod body;
 pub mod message;
+mod smtp_send;
 pub mod templates;
 pub mod transport;
 

@@ -15,7 +15,8 @@
 //! 0.11.23's own pool is not used because it leaves Nagle's algorithm on, and since it writes a
 //! message's final `.` line separately from the body, every message then waits for the
 //! server's delayed ACK (40 ms on Linux): at most 25 messages a second per connection (fixed
-//! upstream in lettre PR #1159, not released).
+//! upstream in lettre PR #1159, not released). On our connections a message goes out through
+//! `smtp_send`, which writes the message and its final `.` line together.
 //!
 //! The server's certificate must name `smtp.host` and chain to a trusted CA: the public web PKI
 //! roots (webpki-roots), plus the CA certificates in `smtp.ca_file` when it is set (a private or
@@ -266,7 +267,7 @@ impl DirectPool {
             }
             None => self.connect().await?,
         };
-        match pooled.conn.send(envelope, bytes).await {
+        match super::smtp_send::send_message(&mut pooled.conn, envelope, bytes).await {
             Ok(_response) if !pooled.conn.has_broken() => {
                 self.park(pooled);
                 Ok(())
