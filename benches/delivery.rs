@@ -1,9 +1,10 @@
 //! Delivery benchmark (not a timed test): one week for many subscribers over the 382 councils,
 //! built, rendered and sent to Postfix's `smtp-sink` on loopback, beside Postfix's
 //! `smtp-source` sending the same number of messages of the same size over the same number of
-//! connections to the same sink, in one run (once before the drain and once after it; the
-//! ratio is against the mean of the two). Peak memory is compared between two sizes, each
-//! measured in its own process.
+//! connections to the same sink, in one run. The drain and smtp-source take turns
+//! (`BENCH_ROUNDS` drains, default 3, with smtp-source before, between and after them); each
+//! drain's rate is divided by the mean of the smtp-source runs beside it and the median ratio
+//! is reported. Peak memory is compared between two sizes, each measured in its own process.
 //!
 //! Needs Debian's `postfix` package (for `/usr/sbin/smtp-sink` and `/usr/sbin/smtp-source`).
 //!
@@ -88,13 +89,22 @@ fn main() {
     println!();
     println!(
         "| subscribers | councils | build /s | render /s | build+render /s | send /s \
-         (render+SMTP+ledger) | SMTP alone /s | smtp-source /s (before, after) | ratio | message bytes | connections | \
-         workers | peak RSS MB |"
+         (render+SMTP+ledger, median) | SMTP alone /s | smtp-source /s (median) | ratio \
+         (median) | ratio per round | message bytes | connections | workers | peak RSS MB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
+        let rounds: Vec<String> = r["ratios"]
+            .as_array()
+            .map(|ratios| {
+                ratios
+                    .iter()
+                    .map(|x| format!("{:.2}", x.as_f64().unwrap_or(0.0)))
+                    .collect()
+            })
+            .unwrap_or_default();
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} ({:.0}, {:.0}) | {:.2} | {} | {} | {} | {:.0} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} | {:.0} |",
             r["subscribers"],
             r["councils"],
             r["build_per_s"].as_f64().unwrap_or(0.0),
@@ -103,9 +113,8 @@ fn main() {
             r["send_per_s"].as_f64().unwrap_or(0.0),
             r["transport_per_s"].as_f64().unwrap_or(0.0),
             r["smtp_source_per_s"].as_f64().unwrap_or(0.0),
-            r["smtp_source_before_per_s"].as_f64().unwrap_or(0.0),
-            r["smtp_source_after_per_s"].as_f64().unwrap_or(0.0),
             r["ratio"].as_f64().unwrap_or(0.0),
+            rounds.join(", "),
             r["message_bytes"],
             r["connections"],
             r["workers"],
@@ -247,25 +256,60 @@ async fn run_one(size: usize) -> serde_json::Value {
         ids.len()
     );
 
-    // smtp-source runs before the drain and again after it; the machine is shared, so the
-    // baseline is the mean of the two.
-    let source_before = run_smtp_source(&sink, dir.path(), &sample, size, connections);
-    eprintln!("smtp-source sent {size} in {source_before:.1} s (before)");
-
+    // The machine is shared and its speed changes from minute to minute, so the drain and
+    // smtp-source take turns: smtp-source, drain, smtp-source, drain, ..., smtp-source. Each
+    // drain is compared with the mean of the smtp-source runs on either side of it, and the
+    // median of those ratios is reported. Between drains every delivery is queued again.
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let render = MailRenderer {
         store: &store,
         settings: &settings,
         renderer: &mailer.renderer,
         ctx: &mailer.ctx,
     };
-    let started = Instant::now();
-    let report = Drain::new(&store, &settings.delivery, &mailer.transport)
-        .run(&render, None)
-        .await
-        .expect("drain");
-    let send_secs = started.elapsed().as_secs_f64();
-    assert_eq!(report.sent as usize, size, "{report:?}");
-    eprintln!("sent {} in {send_secs:.1} s", report.sent);
+    let mut source_rates = vec![run_smtp_source(
+        &sink,
+        dir.path(),
+        &sample,
+        size,
+        connections,
+    )];
+    let mut send_rates = Vec::new();
+    for round in 1..=rounds {
+        if round > 1 {
+            queue_again(&store).await;
+        }
+        let started = Instant::now();
+        let report = Drain::new(&store, &settings.delivery, &mailer.transport)
+            .run(&render, None)
+            .await
+            .expect("drain");
+        let send_secs = started.elapsed().as_secs_f64();
+        assert_eq!(report.sent as usize, size, "{report:?}");
+        send_rates.push(size as f64 / send_secs);
+        source_rates.push(run_smtp_source(
+            &sink,
+            dir.path(),
+            &sample,
+            size,
+            connections,
+        ));
+        eprintln!(
+            "round {round}: smtp-source {:.0}/s, drain {:.0}/s, smtp-source {:.0}/s",
+            source_rates[round - 1],
+            send_rates[round - 1],
+            source_rates[round]
+        );
+    }
+    let ratios: Vec<f64> = send_rates
+        .iter()
+        .enumerate()
+        .map(|(i, send)| send / ((source_rates[i] + source_rates[i + 1]) / 2.0))
+        .collect();
 
     // The transport alone: one rendered message sent `size` times over the same connections,
     // without rendering or the ledger.
@@ -284,28 +328,43 @@ async fn run_one(size: usize) -> serde_json::Value {
     let transport_secs = started.elapsed().as_secs_f64();
     eprintln!("the transport alone sent {size} in {transport_secs:.1} s");
 
-    let source_after = run_smtp_source(&sink, dir.path(), &sample, size, connections);
-    eprintln!("smtp-source sent {size} in {source_after:.1} s (after)");
-
-    let send_per_s = size as f64 / send_secs;
-    let source_per_s = (size as f64 / source_before + size as f64 / source_after) / 2.0;
     serde_json::json!({
         "subscribers": size,
         "councils": councils,
         "build_per_s": size as f64 / build_secs,
         "render_per_s": ids.len() as f64 / render_secs,
         "build_render_per_s": 1.0 / (build_secs / size as f64 + render_secs / ids.len() as f64),
-        "send_per_s": send_per_s,
+        "send_per_s": median(&send_rates),
         "transport_per_s": size as f64 / transport_secs,
-        "smtp_source_per_s": source_per_s,
-        "smtp_source_before_per_s": size as f64 / source_before,
-        "smtp_source_after_per_s": size as f64 / source_after,
-        "ratio": send_per_s / source_per_s,
+        "smtp_source_per_s": median(&source_rates),
+        "ratio": median(&ratios),
+        "ratios": ratios,
         "message_bytes": message_bytes,
         "connections": connections,
         "workers": workers,
         "peak_rss_mb": peak_rss_kb() as f64 / 1024.0,
     })
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+/// Puts every delivery back in the queue, as if the week had just been built.
+async fn queue_again(store: &Store) {
+    sqlx::query(
+        "UPDATE deliveries SET state = 'queued', attempts = 0, lease_until = NULL, \
+         leased_by = NULL, last_error = NULL, message_id = NULL, sent_at = NULL",
+    )
+    .execute(store.pool())
+    .await
+    .expect("queue the deliveries again");
 }
 
 fn bench_settings(dir: &Path, port: u16, connections: u32, workers: usize) -> Settings {
@@ -463,7 +522,7 @@ async fn seed(store: &Store, size: usize, now: i64) -> usize {
 }
 
 /// Sends `count` copies of `message` with smtp-source over `connections` sessions that stay
-/// open (`-d`), and returns the seconds it took.
+/// open (`-d`), and returns its rate in messages per second.
 fn run_smtp_source(sink: &Sink, dir: &Path, message: &[u8], count: usize, connections: u32) -> f64 {
     // smtp-source adds CRLF to each line itself: give it LF lines.
     let text = String::from_utf8_lossy(message).replace("\r\n", "\n");
@@ -482,7 +541,7 @@ fn run_smtp_source(sink: &Sink, dir: &Path, message: &[u8], count: usize, connec
         .status()
         .expect("run smtp-source");
     assert!(status.success(), "smtp-source failed");
-    started.elapsed().as_secs_f64()
+    count as f64 / started.elapsed().as_secs_f64()
 }
 
 /// The process's peak resident memory (VmHWM), in kB.
