@@ -193,6 +193,12 @@ async fn killed_mid_batch_and_restarted_the_daemon_sends_all_and_repeats_only_in
         "the kill came after the batch was done"
     );
     assert!(!in_flight.is_empty(), "nothing was in flight at the kill");
+    // Accepted by the server but not marked sent: at most the running sends and the marks
+    // waiting to be written, at most `workers` (4) of each.
+    assert!(
+        received_at_kill <= sent_at_kill + 2 * 4,
+        "{received_at_kill} received but only {sent_at_kill} marked sent at the kill"
+    );
 
     let second = Daemon::start(&settings, None, dir.path().join("second.log"));
     let deadline = Instant::now() + Duration::from_secs(90);

@@ -1,17 +1,19 @@
 //! Group commit of `sent` marks.
 //!
-//! A worker whose message the server accepted hands the mark to [`SentMarks::record`] and waits
-//! until it is written; it sends nothing else meanwhile. One writer takes every mark waiting at
-//! that moment and writes them in a single statement (`ledger::mark_sent_many`), so workers
-//! that finish together share one database write instead of queueing for SQLite's single
-//! writer one by one.
+//! A sender whose message the server accepted hands the mark to [`SentMarks::submit`] and gets
+//! a [`PendingMark`] back: it is free to send the next message while the mark is written, and
+//! the drain collects the mark's fate later. One writer takes every mark waiting at that moment
+//! and writes them in a single statement (`ledger::mark_sent_many`), at most one statement per
+//! [`PACE`], so that marks arriving together share one database write instead of queueing for
+//! SQLite's single writer one by one.
 //!
-//! What a crash can duplicate does not change: a message counts as in flight from the moment
-//! it is handed to the server until its mark is written, each worker has at most one message
-//! in flight, and so at most `delivery.workers` messages can go out twice after a kill, as
-//! with one write per message.
+//! What a crash can duplicate: a message counts as in flight from the moment it is handed to
+//! the server until its mark is written. The drain runs at most `delivery.workers` sends at
+//! once and lets at most `delivery.workers` marks wait to be written (see `Drain::run`), so at
+//! most twice `delivery.workers` messages can go out twice after a kill.
 
 use std::future::Future;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -20,6 +22,11 @@ use crate::store::{Store, StoreError};
 
 /// Marks written in one statement at most.
 const MAX_GROUP: usize = 128;
+
+/// The least time from the start of one write to the start of the next, unless a full group
+/// is waiting. At a few thousand messages a second this gathers several marks per statement;
+/// a lone mark waits at most this long.
+pub(super) const PACE: Duration = Duration::from_millis(1);
 
 /// A mark waiting for the writer, and where to say it was written.
 struct Pending {
@@ -48,13 +55,14 @@ pub(super) fn group_commit(store: &Store) -> (SentMarks, impl Future<Output = ()
 }
 
 impl SentMarks {
-    /// Records that the server accepted delivery `id`, and returns once that is written.
-    pub(super) async fn record(
+    /// Hands the writer the mark of delivery `id`, which the server accepted. Waits only when
+    /// the writer's queue is full.
+    pub(super) async fn submit(
         &self,
         id: i64,
         message_id: Option<String>,
         sent_at: i64,
-    ) -> Result<(), StoreError> {
+    ) -> PendingMark {
         let (written, outcome) = oneshot::channel();
         let pending = Pending {
             id,
@@ -63,7 +71,37 @@ impl SentMarks {
             written,
         };
         match self.queue.send(pending).await {
-            Ok(()) => match outcome.await {
+            Ok(()) => PendingMark::Queued { id, outcome },
+            // No writer is running: write this mark alone.
+            Err(mpsc::error::SendError(pending)) => PendingMark::Done(
+                ledger::mark_sent(
+                    &self.store,
+                    pending.id,
+                    pending.message_id.as_deref(),
+                    pending.sent_at,
+                )
+                .await,
+            ),
+        }
+    }
+}
+
+/// A submitted mark: written, or waiting for the writer.
+#[derive(Debug)]
+pub(super) enum PendingMark {
+    Queued {
+        id: i64,
+        outcome: oneshot::Receiver<Result<(), StoreError>>,
+    },
+    Done(Result<(), StoreError>),
+}
+
+impl PendingMark {
+    /// Whether the mark was written, once the writer has tried.
+    pub(super) async fn written(self) -> Result<(), StoreError> {
+        match self {
+            PendingMark::Done(result) => result,
+            PendingMark::Queued { id, outcome } => match outcome.await {
                 Ok(result) => result,
                 // The writer was dropped before answering, which only happens when the whole
                 // drain is: the lease expires and the delivery is tried again.
@@ -71,25 +109,18 @@ impl SentMarks {
                     "the sent mark of delivery {id} was abandoned unwritten"
                 ))),
             },
-            // No writer is running: write this mark alone.
-            Err(mpsc::error::SendError(pending)) => {
-                ledger::mark_sent(
-                    &self.store,
-                    pending.id,
-                    pending.message_id.as_deref(),
-                    pending.sent_at,
-                )
-                .await
-            }
         }
     }
 }
 
-/// Writes the waiting marks a group at a time until every handle is dropped. A group that
-/// cannot be written is written again mark by mark, so each worker hears its own mark's fate.
+/// Writes the waiting marks a group at a time, one group per [`PACE`] at most, until every
+/// handle is dropped. A group that cannot be written is written again mark by mark, so each
+/// sender hears its own mark's fate.
 async fn write_groups(store: &Store, mut pending: mpsc::Receiver<Pending>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while pending.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let next_write = tokio::time::Instant::now() + PACE;
+        let full = group.len() == MAX_GROUP;
         let marks: Vec<SentMark<'_>> = group.iter().map(Pending::mark).collect();
         let written = ledger::mark_sent_many(store, &marks).await;
         drop(marks);
@@ -113,6 +144,9 @@ async fn write_groups(store: &Store, mut pending: mpsc::Receiver<Pending>) {
                     let _ = mark.written.send(one);
                 }
             }
+        }
+        if !full {
+            tokio::time::sleep_until(next_write).await;
         }
     }
 }

@@ -13,8 +13,9 @@
 //! next drain (of any daemon) puts the row back in the queue, so no delivery is lost. The one
 //! window for a duplicate is a message the server accepted just before the process died and
 //! whose `sent` mark was never written: only mail in flight at the kill can go out twice.
-//! Marks of messages accepted at about the same time are written together (`marks`); a worker
-//! still waits for its mark before it sends again, so that window is no wider.
+//! Marks of messages accepted at about the same time are written together (`marks`) while the
+//! senders go on; at most `delivery.workers` sends run at once and at most as many marks wait
+//! to be written, so at most twice `delivery.workers` messages are in flight.
 
 mod marks;
 
@@ -23,6 +24,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use governor::{Quota, RateLimiter};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -244,8 +246,9 @@ impl<'a> Drain<'a> {
     /// queue, the next batch is claimed and rendered (on the blocking threads), so the send
     /// rate is not the render rate. At most about two batches are leased at a time (the queue
     /// and the batch being rendered); [`batch_size`] keeps both well inside the lease.
-    /// Workers whose messages were accepted at about the same time share one write of their
-    /// `sent` marks (see `marks`).
+    /// Messages accepted at about the same time share one write of their `sent` marks (see
+    /// `marks`). A sender does not wait for its mark; the drain stops taking new messages
+    /// while `delivery.workers` marks are waiting to be written.
     pub async fn run<R: RenderDelivery>(
         &self,
         render: &R,
@@ -317,11 +320,19 @@ impl<'a> Drain<'a> {
         let consume = async move {
             let mut report = DrainReport::default();
             let mut running = tokio::task::JoinSet::new();
+            // Sent marks handed to the writer and not yet written.
+            let mut unwritten = futures::stream::FuturesUnordered::new();
             let workers = self.settings.workers.max(1);
             loop {
+                if unwritten.len() >= workers {
+                    if let Some(written) = unwritten.next().await {
+                        count_mark(&mut report, written);
+                    }
+                    continue;
+                }
                 if running.len() >= workers {
                     if let Some(done) = running.join_next().await {
-                        count_outcome(&mut report, done);
+                        count_outcome(&mut report, &mut unwritten, done);
                     }
                     continue;
                 }
@@ -338,7 +349,10 @@ impl<'a> Drain<'a> {
                 running.spawn(sender.deliver_one(delivery, result).instrument(span));
             }
             while let Some(done) = running.join_next().await {
-                count_outcome(&mut report, done);
+                count_outcome(&mut report, &mut unwritten, done);
+            }
+            while let Some(written) = unwritten.next().await {
+                count_mark(&mut report, written);
             }
             // The last handle on the sent marks goes with `senders`, so the writer finishes.
             drop(senders);
@@ -441,11 +455,12 @@ impl Senders {
         match self.transport.send(&rendered.message).await {
             Ok(()) => {
                 let now = self.store.clock().now_ts();
-                self.marks
-                    .record(delivery.id, rendered.message_id, now)
-                    .await?;
+                let mark = self
+                    .marks
+                    .submit(delivery.id, rendered.message_id, now)
+                    .await;
                 tracing::debug!("delivery sent");
-                Ok(Outcome::Sent)
+                Ok(Outcome::Sent(Box::pin(mark.written())))
             }
             Err(SendError::Transient(detail)) => self.retry_later(&delivery, &detail).await,
             Err(SendError::Permanent(detail)) => self.give_up(&delivery, &detail, true).await,
@@ -525,13 +540,18 @@ impl Senders {
     }
 }
 
-/// Adds one sender task's outcome to the report.
+/// A sent mark on its way to the database: done once it is written or could not be.
+type MarkWritten = std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
+
+/// Adds one sender task's outcome to the report; a sent message counts once its mark is
+/// written, so its mark joins `unwritten`.
 fn count_outcome(
     report: &mut DrainReport,
+    unwritten: &mut futures::stream::FuturesUnordered<MarkWritten>,
     done: Result<Result<Outcome, StoreError>, tokio::task::JoinError>,
 ) {
     match done {
-        Ok(Ok(Outcome::Sent)) => report.sent += 1,
+        Ok(Ok(Outcome::Sent(mark))) => unwritten.push(mark),
         Ok(Ok(Outcome::Retrying)) => report.retrying += 1,
         Ok(Ok(Outcome::Failed)) => report.failed += 1,
         Ok(Ok(Outcome::Superseded)) => {}
@@ -547,13 +567,24 @@ fn count_outcome(
     }
 }
 
+/// Adds a sent message whose mark the writer has tried to write to the report.
+fn count_mark(report: &mut DrainReport, written: Result<(), StoreError>) {
+    match written {
+        Ok(()) => report.sent += 1,
+        Err(err) => {
+            report.unrecorded += 1;
+            tracing::error!(error = %err, "cannot record that a delivery was sent");
+        }
+    }
+}
+
 /// A claimed delivery and its rendered message (`None` for a suppressed subscriber).
 type Prepared = (ClaimedDelivery, Option<Result<Rendered, RenderFailure>>);
 
 /// How one delivery ended in this drain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
-    Sent,
+    /// The server accepted it; its mark is being written.
+    Sent(MarkWritten),
     Retrying,
     Failed,
     /// Another worker owns the row now; its outcome counts there.
