@@ -16,7 +16,8 @@
 //! `BENCH_CONNECTIONS` sets the SMTP connections (`smtp.pool_size`, and smtp-source's sessions;
 //! default 8) and `BENCH_WORKERS` the concurrent senders (`delivery.workers`; default twice the
 //! connections, so that connections stay busy while sent marks are written). The database is
-//! a SQLite file in a temporary folder. Results are printed as a table for BENCHMARKS.md.
+//! a SQLite file in a temporary folder. The drain runs as a task on the runtime's threads, as
+//! the daemon's delivery job does. Results are printed as a table for BENCHMARKS.md.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -265,12 +266,7 @@ async fn run_one(size: usize) -> serde_json::Value {
         .and_then(|r| r.parse().ok())
         .unwrap_or(3)
         .max(1);
-    let render = MailRenderer {
-        store: &store,
-        settings: &settings,
-        renderer: &mailer.renderer,
-        ctx: &mailer.ctx,
-    };
+    let mailer = std::sync::Arc::new(mailer);
     let mut source_rates = vec![run_smtp_source(
         &sink,
         dir.path(),
@@ -284,10 +280,14 @@ async fn run_one(size: usize) -> serde_json::Value {
             queue_again(&store).await;
         }
         let started = Instant::now();
-        let report = Drain::new(&store, &settings.delivery, &mailer.transport)
-            .run(&render, None)
-            .await
-            .expect("drain");
+        let report = tokio::spawn(drain_once(
+            store.clone(),
+            settings.clone(),
+            std::sync::Arc::clone(&mailer),
+        ))
+        .await
+        .expect("the drain task")
+        .expect("drain");
         let send_secs = started.elapsed().as_secs_f64();
         assert_eq!(report.sent as usize, size, "{report:?}");
         send_rates.push(size as f64 / send_secs);
@@ -344,6 +344,23 @@ async fn run_one(size: usize) -> serde_json::Value {
         "workers": workers,
         "peak_rss_mb": peak_rss_kb() as f64 / 1024.0,
     })
+}
+
+/// One drain, run as a task on the runtime's threads as the daemon's delivery job is.
+async fn drain_once(
+    store: Store,
+    settings: Settings,
+    mailer: std::sync::Arc<Mailer>,
+) -> Result<council_digest::delivery::DrainReport, council_digest::delivery::DeliveryError> {
+    let render = MailRenderer {
+        store: &store,
+        settings: &settings,
+        renderer: &mailer.renderer,
+        ctx: &mailer.ctx,
+    };
+    Drain::new(&store, &settings.delivery, &mailer.transport)
+        .run(&render, None)
+        .await
 }
 
 fn median(values: &[f64]) -> f64 {
