@@ -222,6 +222,36 @@ fn config_check_names_an_unknown_key_and_an_invalid_cron_expression() {
 }
 
 #[test]
+fn config_check_opens_the_smtp_ca_file_and_names_it_when_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tls.toml");
+    let missing = dir.path().join("no-such-ca.pem");
+    let not_pem = dir.path().join("notes.txt");
+    std::fs::write(&not_pem, "our relay's CA, ask IT\n").unwrap();
+
+    for (ca_file, says) in [
+        (&missing, "cannot read"),
+        (&not_pem, "is not a PEM file of CA certificates"),
+    ] {
+        std::fs::write(
+            &config,
+            format!(
+                "[smtp]\nhost = \"relay.example.org\"\ntls = \"starttls\"\nca_file = \"{}\"\n",
+                ca_file.display()
+            ),
+        )
+        .unwrap();
+        let out = cli(&config, dir.path(), &["config", "check"]);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("smtp.ca_file"), "{stderr}");
+        assert!(stderr.contains(&ca_file.display().to_string()), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("settings are valid"), "{stderr}");
+    }
+}
+
+#[test]
 fn an_environment_variable_wins_over_the_file_and_an_unknown_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("settings.toml");

@@ -527,6 +527,27 @@ pub struct Outbox {
     files: AsyncFileTransport<Tokio1Executor>,
 }
 
+/// Checks what [`Transport::from_settings`] would read or prepare for TLS (the `smtp.ca_file`
+/// and the client configuration for `smtp.host`) without opening anything on the network, for
+/// `config check`. Nothing is checked when no SMTP server is set.
+pub fn check_tls_settings(settings: &Settings) -> Result<(), TransportError> {
+    let host = settings.smtp.host.trim();
+    if host.is_empty() {
+        return Ok(());
+    }
+    let extra = extra_roots(&settings.smtp)?;
+    match settings.smtp.tls {
+        TlsMode::None => {}
+        TlsMode::Starttls => {
+            starttls_parameters(host, &extra)?;
+        }
+        TlsMode::Tls => {
+            implicit_tls(host, &extra)?;
+        }
+    }
+    Ok(())
+}
+
 impl Transport {
     /// The transport the settings ask for: SMTP when `smtp.host` is set, else the outbox
     /// folder (created if missing). Call it inside the tokio runtime.
