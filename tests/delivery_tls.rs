@@ -301,3 +301,56 @@ fn a_ca_file_without_a_usable_certificate_is_a_start_up_error_naming_the_setting
         }
     }
 }
+
+#[tokio::test]
+async fn a_relay_without_starttls_leaves_the_delivery_retrying_and_counts_nothing_against_the_subscriber()
+ {
+    let t0: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-02-09T07:00:00Z")
+        .unwrap()
+        .to_utc();
+    for db in fresh_databases(Clock::fixed(t0)).await {
+        // A plain server: it never offers STARTTLS, which the settings require.
+        let server = SmtpServer::start(FaultMode::Accept);
+        let mut settings = tls_settings(&server, "127.0.0.1", false);
+        settings.smtp.tls = TlsMode::Starttls;
+        settings.delivery.rate_per_second = 1000.0;
+        settings.delivery.suppress_after_hard_failures = 1;
+        let transport = Transport::from_settings(&settings).unwrap();
+        let renderer = Renderer::built_in().unwrap();
+        let ctx = MailContext::new(
+            &settings,
+            SigningKey::from_bytes(&[7; 32]),
+            db.store.clock().clone(),
+        )
+        .unwrap();
+        let [(_, id)] = seed_notices(&db.store, &addresses(1)).await[..] else {
+            unreachable!()
+        };
+
+        let report = drain_queue(&db.store, &settings, &transport, &renderer, &ctx)
+            .await
+            .unwrap();
+
+        assert_eq!(
+            (report.sent, report.retrying, report.failed),
+            (0, 1, 0),
+            "{}",
+            db.label
+        );
+        let row = ledger::list_deliveries(&db.store, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.id == id)
+            .unwrap();
+        assert_eq!(row.state, DeliveryState::Retrying, "{}", db.label);
+        let error = row.last_error.unwrap_or_default();
+        assert!(error.contains("STARTTLS"), "{}: {error}", db.label);
+        let hard_failures: Vec<i64> = sqlx::query_scalar("SELECT hard_failures FROM subscribers")
+            .fetch_all(db.store.pool())
+            .await
+            .unwrap();
+        assert_eq!(hard_failures, vec![0], "{}", db.label);
+        assert!(server.messages().is_empty(), "{}", db.label);
+    }
+}

@@ -343,3 +343,24 @@ async fn an_eight_bit_message_is_sent_with_8bitmime_and_arrives_intact() {
 
     assert_received_as_formatted(&server, &mail).await;
 }
+
+#[tokio::test]
+async fn credentials_the_server_cannot_take_are_a_transient_failure_naming_the_session() {
+    // The test server offers no AUTH, so the configured login cannot be used.
+    let server = SmtpServer::start(FaultMode::Accept);
+    let mut settings = smtp_settings(&server, 5);
+    settings.smtp.username = "digest".to_owned();
+    settings.smtp.password = "s3cret-pass".to_owned().into();
+    let transport = Transport::from_settings(&settings).unwrap();
+
+    let result = transport
+        .send(&message("reader@example.org", "Needs a login"))
+        .await;
+
+    let Err(SendError::Transient(detail)) = &result else {
+        panic!("expected a transient failure, got {result:?}");
+    };
+    assert!(detail.contains("did not open a session"), "{detail}");
+    assert!(!detail.contains("s3cret-pass"), "{detail}");
+    assert!(server.messages().is_empty());
+}

@@ -7,6 +7,10 @@
 //! never a stuck worker. Failures come back classified: [`SendError::Transient`] (4xx replies,
 //! timeouts, dropped connections, network and TLS trouble: try again later) or
 //! [`SendError::Permanent`] (5xx replies and messages the client itself refuses: give up).
+//! A server that will not open a session (a refused greeting, no STARTTLS where `smtp.tls`
+//! requires it, failed authentication) is transient whatever its reply: the trouble is the
+//! relay's or the settings', not the message's, so it must not fail deliveries for good or
+//! count against their subscribers.
 //!
 //! SMTP connections come from a small pool of our own: lettre connections
 //! ([`AsyncSmtpConnection`]) on sockets we open with `TCP_NODELAY`. For `smtp.tls = "starttls"`
@@ -235,6 +239,9 @@ enum DirectError {
     Connect(std::io::Error),
     /// The TLS handshake failed (an untrusted certificate, a protocol mismatch).
     Tls(String),
+    /// The server would not open a session: its greeting, EHLO, STARTTLS or AUTH failed. The
+    /// trouble is the relay's or the settings', never the message's.
+    Session(smtp::Error),
     Smtp(smtp::Error),
 }
 
@@ -320,21 +327,21 @@ impl DirectPool {
         };
         let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
             .await
-            .map_err(DirectError::Smtp)?;
+            .map_err(DirectError::Session)?;
 
         if let Security::Starttls(tls) = &self.security {
             conn.starttls(tls.clone(), &self.hello)
                 .await
                 .map_err(|err| match rustls_error(&err) {
                     Some(tls) => DirectError::Tls(describe_tls_error(tls)),
-                    None => DirectError::Smtp(err),
+                    None => DirectError::Session(err),
                 })?;
         }
 
         if let Some(credentials) = &self.credentials {
             conn.auth(DEFAULT_MECHANISMS, credentials)
                 .await
-                .map_err(DirectError::Smtp)?;
+                .map_err(DirectError::Session)?;
         }
         Ok(Pooled { conn, socket })
     }
@@ -633,6 +640,10 @@ impl SmtpRelay {
                     pool.host, pool.port
                 ),
             )),
+            Ok(Err(DirectError::Session(err))) => Err(SendError::Transient(format!(
+                "the SMTP server at {}:{} did not open a session: {err}",
+                pool.host, pool.port
+            ))),
             Ok(Err(DirectError::Smtp(err))) => Err(send_error(failure_of(&err), err.to_string())),
             Err(_) => Err(send_error(
                 SmtpFailure::Timeout,
