@@ -44,6 +44,9 @@ pub async fn run(
     source: SettingsSource,
     settings: Settings,
 ) -> anyhow::Result<ExitCode> {
+    // The SMTP TLS set-up (`smtp.ca_file`) is checked before anything starts, as `config
+    // check` does, so a bad file is named first and not as a web server problem.
+    crate::mail::transport::check_tls_settings(&settings)?;
     let clock = match args.clock {
         Some(start) => Clock::starting_at(start),
         None => Clock::system(),
@@ -121,10 +124,16 @@ async fn watch_signals(
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => match source.load() {
-                Ok(settings) => {
-                    tracing::info!("settings reloaded; they apply from the next job run");
-                    settings_tx.send_replace(Arc::new(settings));
-                }
+                Ok(settings) => match crate::mail::transport::check_tls_settings(&settings) {
+                    Ok(()) => {
+                        tracing::info!("settings reloaded; they apply from the next job run");
+                        settings_tx.send_replace(Arc::new(settings));
+                    }
+                    Err(err) => {
+                        let problems = vec![err.to_string()];
+                        tracing::error!(?problems, "settings reload refused; keeping the old settings");
+                    }
+                },
                 Err(err) => {
                     tracing::error!(problems = ?err.problems, "settings reload refused; keeping the old settings");
                 }

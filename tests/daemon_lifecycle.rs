@@ -156,6 +156,24 @@ fn run_lifecycle(database_url: &str, dir: &Path) {
     let refused = daemon.wait_for("settings reload refused");
     assert!(refused.contains("promotion.thresold"), "{refused}");
 
+    // So is one whose smtp.ca_file cannot be read: every later send would fail.
+    let missing_ca = dir.join("no-such-ca.pem");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[smtp]\nhost = \"127.0.0.1\"\nca_file = \"{}\"\n",
+            settings_text(database_url, dir),
+            missing_ca.display()
+        ),
+    )
+    .unwrap();
+    daemon.signal("HUP");
+    let refused = daemon.wait_for("settings reload refused");
+    assert!(
+        refused.contains("smtp.ca_file") && refused.contains("no-such-ca.pem"),
+        "{refused}"
+    );
+
     std::fs::write(&config, settings_text(database_url, dir)).unwrap();
     daemon.signal("HUP");
     daemon.wait_for("settings reloaded");
@@ -219,6 +237,34 @@ fn config_check_names_an_unknown_key_and_an_invalid_cron_expression() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!stdout.contains("s3cret-pass") && stdout.contains("password = \"********\""));
+}
+
+#[test]
+fn the_daemon_names_an_unreadable_smtp_ca_file_before_it_opens_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("data/council-digest.db");
+    let config = dir.path().join("settings.toml");
+    let missing_ca = dir.path().join("no-such-ca.pem");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[smtp]\nhost = \"127.0.0.1\"\nca_file = \"{}\"\n",
+            settings_text(&format!("sqlite://{}", db.display()), dir.path()),
+            missing_ca.display()
+        ),
+    )
+    .unwrap();
+
+    let out = cli(&config, dir.path(), &["run"]);
+
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("smtp.ca_file") && stderr.contains("no-such-ca.pem"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("web server"), "{stderr}");
+    assert!(!db.exists(), "the database was opened before the check");
 }
 
 #[test]
