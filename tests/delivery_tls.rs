@@ -15,7 +15,7 @@ use council_digest::mail::templates::Renderer;
 use council_digest::mail::transport::{SendError, Transport};
 use council_digest::settings::{Settings, TlsMode};
 use council_digest::store::ledger;
-use council_digest::store::testing::fresh_databases;
+use council_digest::store::testing::{TestDatabase, fresh_databases};
 use council_digest::tokens::SigningKey;
 use support::seed::{addresses, seed_notices};
 use support::smtp::{FaultMode, ServerTls, SmtpServer};
@@ -208,30 +208,52 @@ async fn a_server_certificate_from_an_untrusted_ca_is_a_transient_tls_failure() 
     }
 }
 
+/// Queues one notice in `db` and drains it once with `settings`; returns the drain's report and
+/// the delivery's row afterwards.
+async fn drain_one_notice(
+    db: &TestDatabase,
+    settings: &Settings,
+) -> (
+    council_digest::delivery::DrainReport,
+    ledger::DeliveryRecord,
+) {
+    let transport = Transport::from_settings(settings).unwrap();
+    let renderer = Renderer::built_in().unwrap();
+    let ctx = MailContext::new(
+        settings,
+        SigningKey::from_bytes(&[7; 32]),
+        db.store.clock().clone(),
+    )
+    .unwrap();
+    let [(_, id)] = seed_notices(&db.store, &addresses(1)).await[..] else {
+        unreachable!()
+    };
+    let report = drain_queue(&db.store, settings, &transport, &renderer, &ctx)
+        .await
+        .unwrap();
+    let row = ledger::list_deliveries(&db.store, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.id == id)
+        .unwrap();
+    (report, row)
+}
+
+fn weekly_run_time() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-02-09T07:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
 #[tokio::test]
 async fn a_queued_delivery_to_an_untrusted_tls_server_is_retried_later_and_not_marked_sent() {
-    let t0: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-02-09T07:00:00Z")
-        .unwrap()
-        .to_utc();
-    for db in fresh_databases(Clock::fixed(t0)).await {
+    for db in fresh_databases(Clock::fixed(weekly_run_time())).await {
         let server = SmtpServer::start_tls(FaultMode::Accept, ServerTls::Implicit);
         let mut settings = tls_settings(&server, "127.0.0.1", false);
         settings.delivery.rate_per_second = 1000.0;
-        let transport = Transport::from_settings(&settings).unwrap();
-        let renderer = Renderer::built_in().unwrap();
-        let ctx = MailContext::new(
-            &settings,
-            SigningKey::from_bytes(&[7; 32]),
-            db.store.clock().clone(),
-        )
-        .unwrap();
-        let [(_, id)] = seed_notices(&db.store, &addresses(1)).await[..] else {
-            unreachable!()
-        };
 
-        let report = drain_queue(&db.store, &settings, &transport, &renderer, &ctx)
-            .await
-            .unwrap();
+        let (report, row) = drain_one_notice(&db, &settings).await;
 
         assert_eq!(
             (report.sent, report.retrying, report.failed),
@@ -239,12 +261,6 @@ async fn a_queued_delivery_to_an_untrusted_tls_server_is_retried_later_and_not_m
             "{}",
             db.label
         );
-        let row = ledger::list_deliveries(&db.store, None, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|r| r.id == id)
-            .unwrap();
         assert_eq!(row.state, DeliveryState::Retrying, "{}", db.label);
         assert_eq!(row.sent_at, None, "{}", db.label);
         let error = row.last_error.unwrap_or_default();
@@ -305,31 +321,15 @@ fn a_ca_file_without_a_usable_certificate_is_a_start_up_error_naming_the_setting
 #[tokio::test]
 async fn a_relay_without_starttls_leaves_the_delivery_retrying_and_counts_nothing_against_the_subscriber()
  {
-    let t0: DateTime<Utc> = DateTime::parse_from_rfc3339("2026-02-09T07:00:00Z")
-        .unwrap()
-        .to_utc();
-    for db in fresh_databases(Clock::fixed(t0)).await {
+    for db in fresh_databases(Clock::fixed(weekly_run_time())).await {
         // A plain server: it never offers STARTTLS, which the settings require.
         let server = SmtpServer::start(FaultMode::Accept);
         let mut settings = tls_settings(&server, "127.0.0.1", false);
         settings.smtp.tls = TlsMode::Starttls;
         settings.delivery.rate_per_second = 1000.0;
         settings.delivery.suppress_after_hard_failures = 1;
-        let transport = Transport::from_settings(&settings).unwrap();
-        let renderer = Renderer::built_in().unwrap();
-        let ctx = MailContext::new(
-            &settings,
-            SigningKey::from_bytes(&[7; 32]),
-            db.store.clock().clone(),
-        )
-        .unwrap();
-        let [(_, id)] = seed_notices(&db.store, &addresses(1)).await[..] else {
-            unreachable!()
-        };
 
-        let report = drain_queue(&db.store, &settings, &transport, &renderer, &ctx)
-            .await
-            .unwrap();
+        let (report, row) = drain_one_notice(&db, &settings).await;
 
         assert_eq!(
             (report.sent, report.retrying, report.failed),
@@ -337,12 +337,6 @@ async fn a_relay_without_starttls_leaves_the_delivery_retrying_and_counts_nothin
             "{}",
             db.label
         );
-        let row = ledger::list_deliveries(&db.store, None, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|r| r.id == id)
-            .unwrap();
         assert_eq!(row.state, DeliveryState::Retrying, "{}", db.label);
         let error = row.last_error.unwrap_or_default();
         assert!(error.contains("STARTTLS"), "{}: {error}", db.label);
