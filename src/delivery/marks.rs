@@ -13,6 +13,8 @@
 //! most twice `delivery.workers` messages can go out twice after a kill.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -70,46 +72,43 @@ impl SentMarks {
             sent_at,
             written,
         };
-        match self.queue.send(pending).await {
-            Ok(()) => PendingMark::Queued { id, outcome },
+        if let Err(mpsc::error::SendError(pending)) = self.queue.send(pending).await {
             // No writer is running: write this mark alone.
-            Err(mpsc::error::SendError(pending)) => PendingMark::Done(
-                ledger::mark_sent(
-                    &self.store,
-                    pending.id,
-                    pending.message_id.as_deref(),
-                    pending.sent_at,
-                )
-                .await,
-            ),
+            let one = ledger::mark_sent(
+                &self.store,
+                pending.id,
+                pending.message_id.as_deref(),
+                pending.sent_at,
+            )
+            .await;
+            let _ = pending.written.send(one);
         }
+        PendingMark { id, outcome }
     }
 }
 
-/// A submitted mark: written, or waiting for the writer.
+/// A submitted mark: a future of whether it was written, once the writer has tried.
 #[derive(Debug)]
-pub(super) enum PendingMark {
-    Queued {
-        id: i64,
-        outcome: oneshot::Receiver<Result<(), StoreError>>,
-    },
-    Done(Result<(), StoreError>),
+pub(super) struct PendingMark {
+    id: i64,
+    outcome: oneshot::Receiver<Result<(), StoreError>>,
 }
 
-impl PendingMark {
-    /// Whether the mark was written, once the writer has tried.
-    pub(super) async fn written(self) -> Result<(), StoreError> {
-        match self {
-            PendingMark::Done(result) => result,
-            PendingMark::Queued { id, outcome } => match outcome.await {
+impl Future for PendingMark {
+    type Output = Result<(), StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let id = self.id;
+        Pin::new(&mut self.outcome)
+            .poll(cx)
+            .map(|answer| match answer {
                 Ok(result) => result,
                 // The writer was dropped before answering, which only happens when the whole
                 // drain is: the lease expires and the delivery is tried again.
                 Err(_) => Err(StoreError::Invalid(format!(
                     "the sent mark of delivery {id} was abandoned unwritten"
                 ))),
-            },
-        }
+            })
     }
 }
 

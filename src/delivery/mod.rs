@@ -39,7 +39,7 @@ use crate::settings::{DeliverySettings, Settings};
 use crate::store::ledger::{self, ClaimedDelivery, HardFailure};
 use crate::store::{Store, StoreError};
 use crate::tokens::SigningKey;
-use marks::{SentMarks, group_commit};
+use marks::{PendingMark, SentMarks, group_commit};
 
 /// What one drain did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -460,7 +460,7 @@ impl Senders {
                     .submit(delivery.id, rendered.message_id, now)
                     .await;
                 tracing::debug!("delivery sent");
-                Ok(Outcome::Sent(Box::pin(mark.written())))
+                Ok(Outcome::Sent(mark))
             }
             Err(SendError::Transient(detail)) => self.retry_later(&delivery, &detail).await,
             Err(SendError::Permanent(detail)) => self.give_up(&delivery, &detail, true).await,
@@ -540,14 +540,11 @@ impl Senders {
     }
 }
 
-/// A sent mark on its way to the database: done once it is written or could not be.
-type MarkWritten = std::pin::Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
-
 /// Adds one sender task's outcome to the report; a sent message counts once its mark is
 /// written, so its mark joins `unwritten`.
 fn count_outcome(
     report: &mut DrainReport,
-    unwritten: &mut futures::stream::FuturesUnordered<MarkWritten>,
+    unwritten: &mut futures::stream::FuturesUnordered<PendingMark>,
     done: Result<Result<Outcome, StoreError>, tokio::task::JoinError>,
 ) {
     match done {
@@ -584,7 +581,7 @@ type Prepared = (ClaimedDelivery, Option<Result<Rendered, RenderFailure>>);
 /// How one delivery ended in this drain.
 enum Outcome {
     /// The server accepted it; its mark is being written.
-    Sent(MarkWritten),
+    Sent(PendingMark),
     Retrying,
     Failed,
     /// Another worker owns the row now; its outcome counts there.
